@@ -1,0 +1,26 @@
+"""cnnkern: convolution kernels for NumPy, CuPy and DLPack arrays.
+
+Convolution means cross-correlation (as in torch); layout ``(N, C, *spatial)``,
+weight ``(C_out, C_in / groups, *kernel)``.
+"""
+from . import grad
+from .arrays import available_backends
+from .functional import (BackendUnavailableError, conv1d, conv2d, conv3d,
+                         conv_transpose1d, conv_transpose2d, conv_transpose3d, explain,
+                         supported_algorithms)
+from .matrix import conv_matrix
+from .pooling import (avg_pool1d, avg_pool2d, avg_pool3d, max_pool1d, max_pool2d,
+                      max_pool3d)
+from .signal import convolve2d, correlate2d
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv1d", "conv2d", "conv3d",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "grad",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "correlate2d", "convolve2d", "conv_matrix",
+    "supported_algorithms", "explain", "available_backends",
+    "BackendUnavailableError",
+]

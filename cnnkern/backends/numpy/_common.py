@@ -1,0 +1,50 @@
+"""Helpers shared by the NumPy algorithms: padding, window slices, dtypes."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+#: padding_mode (torch names) -> numpy.pad mode
+NP_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+                "circular": "wrap"}
+
+
+def compute_dtype(dtype) -> np.dtype:
+    """float16 is computed in float32; float32 and float64 in themselves."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def pad_input(x: np.ndarray, p, dtype=None) -> np.ndarray:
+    """The input with ``p.padding`` applied in ``p.padding_mode``, cast to ``dtype``."""
+    x = x if dtype is None else x.astype(dtype, copy=False)
+    if all(pair == (0, 0) for pair in p.padding):
+        return x
+    pads = ((0, 0), (0, 0)) + tuple(p.padding)
+    return np.pad(x, pads, mode=NP_PAD_MODES[p.padding_mode])
+
+
+def kernel_offsets(kernel_size):
+    """Every kernel tap as a tuple of per-dimension indices, in row-major order."""
+    return itertools.product(*(range(k) for k in kernel_size))
+
+
+def window(xp: np.ndarray, offset, p, lead: int = 2) -> np.ndarray:
+    """The strided view of the padded input that kernel tap ``offset`` multiplies."""
+    index = [slice(None)] * lead
+    for o, d, s, n in zip(offset, p.dilation, p.stride, p.output_size):
+        start = o * d
+        index.append(slice(start, start + (n - 1) * s + 1, s))
+    return xp[tuple(index)]
+
+
+def add_bias(y: np.ndarray, bias) -> np.ndarray:
+    if bias is not None:
+        y += np.asarray(bias, dtype=y.dtype).reshape((1, -1) + (1,) * (y.ndim - 2))
+    return y
+
+
+def finish(y: np.ndarray, bias, p) -> np.ndarray:
+    """Add the bias and return the result in the input's dtype."""
+    return add_bias(y, bias).astype(p.dtype, copy=False)

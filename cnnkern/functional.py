@@ -1,0 +1,257 @@
+"""The public convolution calls, with torch.nn.functional names and semantics.
+
+Each call: arrays in (any supported kind) -> ConvParams -> backend -> dispatcher ->
+the registered algorithm -> the result in the caller's array kind.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from . import dispatch, registry
+from .arrays import Kind, common_kind, default_backend, to_host, wrap
+from .params import ConvParams, check_dtypes, fail, transpose_params
+
+CPU_BACKENDS = ("numpy", "numba")
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run on this machine (e.g. no CuPy or no GPU)."""
+
+
+# ---- plumbing shared by every public call ------------------------------------------
+
+def resolve_backend(fname: str, kind: Kind, backend: Optional[str]) -> str:
+    if backend is None:
+        backend = default_backend(kind)
+    elif not isinstance(backend, str):
+        fail(fname, f"expected backend to be None or a string, but got {backend!r}", TypeError)
+    if backend not in registry.BACKEND_MODULES:
+        fail(fname, f"backend={backend!r} is unknown; expected None or one of "
+                    f"{', '.join(map(repr, registry.BACKEND_MODULES))}")
+    reason = registry.load_backend(backend)
+    if reason is not None:
+        hint = "; pass backend='numpy' to run on the host" if kind.on_gpu else ""
+        raise BackendUnavailableError(f"{fname}: {reason}{hint}")
+    if backend == "cuda" and not kind.on_gpu:
+        fail(fname, f"backend='cuda' needs GPU arrays (CuPy, or torch/JAX on a CUDA "
+                    f"device), but got {kind.library} arrays on the CPU", TypeError)
+    return backend
+
+
+def host_arrays(fname: str, **arrays) -> dict:
+    return {k: (None if v is None else to_host(fname, k, v)) for k, v in arrays.items()}
+
+
+def batched(fname: str, x: np.ndarray, nd: int, argname: str = "input"):
+    """Accept torch's unbatched form (C, *spatial); return (batched x, was_unbatched)."""
+    if x.ndim == nd + 1:
+        return x[None], True
+    if x.ndim != nd + 2:
+        fail(fname, f"expected {argname} with {nd + 1} (unbatched) or {nd + 2} (batched) "
+                    f"dimensions, but got {argname} of shape {tuple(x.shape)}")
+    return x, False
+
+
+def check_bias(fname: str, bias, channels: int):
+    if bias is not None and tuple(bias.shape) != (channels,):
+        fail(fname, f"expected bias of shape ({channels},) (one value per output "
+                    f"channel), but got bias of shape {tuple(bias.shape)}")
+
+
+def _pick(p: ConvParams, algo, backend: str, x, w, bias):
+    if not isinstance(algo, str):
+        fail(p.fname, f"expected algo to be a string, but got {algo!r}", TypeError)
+    if algo == "auto":
+        return registry.get("conv", backend, dispatch.select(p, backend, w))
+    if algo == "autotune":
+        if p.batch == 0:
+            return registry.get("conv", backend, dispatch.select(p, backend, w))
+        return registry.get("conv", backend, dispatch.autotune(p, backend, x, w, bias))
+    alg = registry.get("conv", backend, algo)
+    able = [a.name for a in registry.algorithms("conv", backend) if a.check(p, w) is None]
+    if alg is None:
+        known = [a.name for a in registry.algorithms("conv", backend)]
+        fail(p.fname, f"algo={algo!r} is unknown on backend {backend!r}; known: "
+                      f"{', '.join(known)}; able to run this call: {', '.join(able)}")
+    reason = alg.check(p, w)
+    if reason is not None:
+        fail(p.fname, f"algo={algo!r} cannot run this call: {reason}; algorithms that "
+                      f"can: {', '.join(able)}")
+    return alg
+
+
+def run_conv(p: ConvParams, x, w, bias, algo="auto", backend: str = "numpy"):
+    """Run a validated forward convolution on backend arrays."""
+    alg = _pick(p, algo, backend, x, w, bias)
+    if p.batch == 0:
+        return np.zeros(p.output_shape, dtype=p.dtype)
+    return alg.run(x, w, bias, p)
+
+
+def _conv(fname, nd, input, weight, bias, stride, padding, dilation, groups,
+          padding_mode, algo, backend):
+    kind = common_kind(fname, input=input, weight=weight, bias=bias)
+    backend = resolve_backend(fname, kind, backend)
+    a = host_arrays(fname, input=input, weight=weight, bias=bias)
+    dtype = check_dtypes(fname, input=a["input"], weight=a["weight"], bias=a["bias"])
+    x, unbatched = batched(fname, a["input"], nd)
+    p = ConvParams.build(fname, nd, x.shape, a["weight"].shape, stride=stride,
+                         padding=padding, dilation=dilation, groups=groups,
+                         padding_mode=padding_mode, dtype=dtype)
+    check_bias(fname, a["bias"], p.out_channels)
+    y = run_conv(p, x, a["weight"], a["bias"], algo, backend)
+    return wrap(y[0] if unbatched else y, kind)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", algo="auto", backend=None):
+    """1-D convolution (cross-correlation) over ``(N, C_in, L)``; see :func:`conv2d`."""
+    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, algo, backend)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", algo="auto", backend=None):
+    """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
+
+    input ``(N, C_in, H, W)`` (or unbatched ``(C_in, H, W)``), weight
+    ``(C_out, C_in / groups, kH, kW)``, bias ``(C_out,)``. ``padding``: an int, one int
+    per dimension, ``(before, after)`` pairs per dimension, ``"valid"``, ``"same"``
+    (also with stride > 1, TensorFlow rule) or ``"full"``. ``padding_mode``:
+    ``"zeros"``, ``"reflect"``, ``"replicate"``, ``"circular"``. ``algo``: ``"auto"``,
+    ``"autotune"`` or an algorithm name (see :func:`supported_algorithms`).
+    """
+    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, algo, backend)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", algo="auto", backend=None):
+    """3-D convolution (cross-correlation) over ``(N, C_in, D, H, W)``; see :func:`conv2d`."""
+    return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, algo, backend)
+
+
+# ---- transposed convolution = input gradient ---------------------------------------
+
+def input_grad(p: ConvParams, w, grad_output, algo="auto", backend="numpy"):
+    """dL/dx of the forward convolution ``p``, as a stride-1 convolution.
+
+    Seed section 4.1's h(K, G, s): the gradient is spread by the stride (zeros between
+    entries), padded by ``d*(k-1) - pad_before`` before and to the input's length after
+    (negative pads crop), and correlated with the weight flipped in space and
+    transposed in channels. ``grad_output`` may be shorter than ``p.output_size``
+    (a transposed convolution with output_padding >= stride).
+    """
+    nd, g = p.ndim, p.groups
+    gy = grad_output
+    spread = tuple((m - 1) * s + 1 for m, s in zip(gy.shape[2:], p.stride))
+    if any(s > 1 for s in p.stride):
+        z = np.zeros(gy.shape[:2] + spread, dtype=gy.dtype)
+        z[(Ellipsis,) + tuple(slice(None, None, s) for s in p.stride)] = gy
+    else:
+        z = gy
+    crop, pads = [slice(None), slice(None)], []
+    for i in range(nd):
+        span = (p.kernel_size[i] - 1) * p.dilation[i]
+        lo = span - p.padding[i][0]
+        hi = p.input_size[i] + p.padding[i][0] - spread[i]
+        start, stop = max(-lo, 0), spread[i] - max(-hi, 0)
+        if stop <= start:  # every window lies in the padding: nothing flows back
+            return np.zeros(p.input_shape, dtype=p.dtype)
+        crop.append(slice(start, stop))
+        pads.append((max(lo, 0), max(hi, 0)))
+    z = z[tuple(crop)]
+    wt = w.reshape((g, p.out_per_group, p.in_per_group) + p.kernel_size).swapaxes(1, 2)
+    wt = wt.reshape((p.in_channels, p.out_per_group) + p.kernel_size)
+    wt = wt[(Ellipsis,) + (slice(None, None, -1),) * nd]
+    q = ConvParams.build(p.fname, nd, z.shape, wt.shape, stride=1, padding=tuple(pads),
+                         dilation=p.dilation, groups=g, dtype=p.dtype)
+    return run_conv(q, z, wt, None, algo, backend)
+
+
+def _conv_transpose(fname, nd, input, weight, bias, stride, padding, output_padding,
+                    groups, dilation, algo, backend):
+    kind = common_kind(fname, input=input, weight=weight, bias=bias)
+    backend = resolve_backend(fname, kind, backend)
+    a = host_arrays(fname, input=input, weight=weight, bias=bias)
+    dtype = check_dtypes(fname, input=a["input"], weight=a["weight"], bias=a["bias"])
+    x, unbatched = batched(fname, a["input"], nd)
+    p = transpose_params(fname, nd, x.shape, a["weight"].shape, stride=stride,
+                         padding=padding, output_padding=output_padding, groups=groups,
+                         dilation=dilation, dtype=dtype)
+    check_bias(fname, a["bias"], p.in_channels)
+    if p.batch == 0:
+        _pick(p, algo, backend, None, a["weight"], None)
+        y = np.zeros(p.input_shape, dtype=dtype)
+    else:
+        y = input_grad(p, a["weight"], x, algo, backend)
+        if a["bias"] is not None:
+            y = y + a["bias"].reshape((1, -1) + (1,) * nd).astype(dtype)
+    return wrap(y[0] if unbatched else y, kind)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, algo="auto", backend=None):
+    """1-D transposed convolution; see :func:`conv_transpose2d`."""
+    return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, algo, backend)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, algo="auto", backend=None):
+    """2-D transposed convolution, as ``torch.nn.functional.conv_transpose2d``.
+
+    weight ``(C_in, C_out / groups, kH, kW)``. It is the input gradient of the forward
+    convolution with that weight, so the forward algorithms run it; ``algo`` names the
+    algorithm of that stride-1 convolution.
+    """
+    return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, algo, backend)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, algo="auto", backend=None):
+    """3-D transposed convolution; see :func:`conv_transpose2d`."""
+    return _conv_transpose("conv_transpose3d", 3, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, algo, backend)
+
+
+# ---- questions about a call --------------------------------------------------------
+
+def _params_for(fname, input, weight, stride, padding, dilation, groups, padding_mode,
+                backend):
+    kind = common_kind(fname, input=input, weight=weight)
+    backend = resolve_backend(fname, kind, backend)
+    a = host_arrays(fname, input=input, weight=weight)
+    dtype = check_dtypes(fname, input=a["input"], weight=a["weight"])
+    nd = a["weight"].ndim - 2
+    if nd not in (1, 2, 3):
+        fail(fname, f"expected weight with 3, 4 or 5 dimensions, but got weight of shape "
+                    f"{tuple(a['weight'].shape)}")
+    x, _ = batched(fname, a["input"], nd)
+    p = ConvParams.build(fname, nd, x.shape, a["weight"].shape, stride=stride,
+                         padding=padding, dilation=dilation, groups=groups,
+                         padding_mode=padding_mode, dtype=dtype)
+    return p, a["weight"], backend
+
+
+def supported_algorithms(input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                         padding_mode="zeros", backend=None) -> list[str]:
+    """Names of the algorithms that can run this convolution on that backend."""
+    p, w, backend = _params_for("supported_algorithms", input, weight, stride, padding,
+                                dilation, groups, padding_mode, backend)
+    return [a.name for a in registry.algorithms("conv", backend) if a.check(p, w) is None]
+
+
+def explain(input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+            padding_mode="zeros", backend=None) -> dispatch.Explanation:
+    """Every candidate algorithm with its reason or estimated cost, the choice and why.
+
+    ``str()`` of the result is a readable report.
+    """
+    p, w, backend = _params_for("explain", input, weight, stride, padding, dilation,
+                                groups, padding_mode, backend)
+    return dispatch.explain(p, backend, w)
