@@ -10,6 +10,18 @@ NP_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
                 "circular": "wrap"}
 
 
+#: When True (the tests set it), fresh output buffers are filled with NaN so that an
+#: element an algorithm forgets to write cannot pass for a result.
+POISON = False
+
+
+def alloc(shape, dtype) -> np.ndarray:
+    """An output buffer every element of which the caller will write."""
+    if POISON:
+        return np.full(shape, np.nan, dtype=dtype)
+    return np.empty(shape, dtype=dtype)
+
+
 def compute_dtype(dtype) -> np.dtype:
     """float16 is computed in float32; float32 and float64 in themselves."""
     dtype = np.dtype(dtype)

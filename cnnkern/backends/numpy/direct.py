@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import finish, kernel_offsets, pad_input, window
+from ._common import alloc, finish, kernel_offsets, pad_input, window
 
 
 def conv(x, w, bias, p):
@@ -32,7 +32,7 @@ def grad_weight(x, grad_output, p):
     xp = pad_input(x, p, np.float64)
     gy = grad_output.astype(np.float64).reshape(
         (p.batch, g, p.out_per_group) + p.output_size)
-    gw = np.empty((g, p.out_per_group, p.in_per_group) + p.kernel_size, dtype=np.float64)
+    gw = alloc((g, p.out_per_group, p.in_per_group) + p.kernel_size, dtype=np.float64)
     for offset in kernel_offsets(p.kernel_size):
         win = window(xp, offset, p).reshape((p.batch, g, p.in_per_group) + p.output_size)
         gw[(Ellipsis,) + offset] = np.einsum("ngc...,ngo...->goc", win, gy, optimize=True)

@@ -10,7 +10,7 @@ from math import prod
 
 import numpy as np
 
-from ._common import compute_dtype, finish, kernel_offsets, pad_input
+from ._common import alloc, compute_dtype, finish, kernel_offsets, pad_input
 
 #: Upper bound on the column matrix of one chunk.
 CHUNK_BYTES = 64 * 2**20
@@ -48,12 +48,12 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     g, cig, cog = p.groups, p.in_per_group, p.out_per_group
     xp = pad_input(x, p, cd)
     wm = w.astype(cd, copy=False).reshape(g, cog, cig * p.kernel_volume)
-    y = np.empty((p.batch, g, cog) + p.output_size, dtype=cd)
+    y = alloc((p.batch, g, cog) + p.output_size, dtype=cd)
     s0, d0 = p.stride[0], p.dilation[0]
     for images, rows in _chunks(p, chunk_bytes, cd.itemsize):
         nb, nr = images.stop - images.start, rows.stop - rows.start
         out_sz = (nr,) + p.output_size[1:]
-        cols = np.empty((nb, p.in_channels, p.kernel_volume) + out_sz, dtype=cd)
+        cols = alloc((nb, p.in_channels, p.kernel_volume) + out_sz, dtype=cd)
         for t, offset in enumerate(kernel_offsets(p.kernel_size)):
             start = rows.start * s0 + offset[0] * d0
             index = [images, slice(None), slice(start, start + (nr - 1) * s0 + 1, s0)]

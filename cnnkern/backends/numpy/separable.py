@@ -12,7 +12,7 @@ from math import prod
 
 import numpy as np
 
-from ._common import compute_dtype, finish, pad_input
+from ._common import alloc, compute_dtype, finish, pad_input
 
 #: Relative residual below which a filter slice counts as rank 1, per weight dtype.
 RANK1_RTOL = {"float16": 1e-3, "float32": 1e-5, "float64": 1e-10}
@@ -83,7 +83,7 @@ def conv(x, w, bias, p, factors=None):
     factors = [f.astype(cd) for f in factors]
     nd, g, cig, cog = p.ndim, p.groups, p.in_per_group, p.out_per_group
     xp = pad_input(x, p, cd).reshape((p.batch, g, cig) + p.padded_size)
-    y = np.empty((p.batch, g, cog) + p.output_size, dtype=cd)
+    y = alloc((p.batch, g, cog) + p.output_size, dtype=cd)
     per_o = cig * prod(p.padded_size) * cd.itemsize
     step = max(1, CHUNK_BYTES // per_o)
     for n in range(p.batch):

@@ -1,0 +1,28 @@
+import os
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from cnnkern.backends.numpy import _common
+
+settings.register_profile(
+    "default", max_examples=int(os.environ.get("CNNKERN_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def poison_outputs(monkeypatch):
+    """Fresh output buffers start as NaN: an element left unwritten fails the test."""
+    monkeypatch.setattr(_common, "POISON", True)
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's id (fixed, different per test), printed."""
+    seed = zlib.crc32(request.node.nodeid.encode())
+    print(f"seed={seed}")
+    return np.random.default_rng(seed)

@@ -1,0 +1,142 @@
+"""Every registered algorithm against the float64 direct reference, on every case it
+claims, at the tolerance it states (driven by the registry: a new algorithm is tested
+the day it is registered)."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import cnnkern as ck
+from cnnkern import registry
+from cnnkern.params import ConvParams
+from helpers import rel_err
+from strategies import conv_cases
+
+ALGOS = [a.name for a in registry.algorithms("conv", "numpy")]
+FN = {1: ck.conv1d, 2: ck.conv2d, 3: ck.conv3d}
+DTYPES = [np.float64, np.float32, np.float16]
+
+
+def _params(c, dtype=np.float64):
+    nd = c["w"].ndim - 2
+    return ConvParams.build("conv", nd, c["x"].shape, c["w"].shape, stride=c["stride"],
+                            padding=c["padding"], dilation=c["dilation"],
+                            groups=c["groups"], padding_mode=c["padding_mode"],
+                            dtype=dtype)
+
+
+def check_algorithm(name, c, dtype):
+    alg = registry.get("conv", "numpy", name)
+    p = _params(c, dtype)
+    w = c["w"].astype(dtype)
+    if alg.check(p, w) is not None or p.batch == 0:
+        return None
+    nd = p.ndim
+    x = c["x"].astype(dtype)
+    b = None if c["b"] is None else c["b"].astype(dtype)
+    # the reference sees the same rounded inputs: the error measured is the algorithm's
+    f64 = (lambda a: None if a is None else a.astype(np.float64))
+    ref = FN[nd](f64(x), f64(w), f64(b), c["stride"], c["padding"], c["dilation"],
+                 c["groups"], padding_mode=c["padding_mode"], algo="direct")
+    y = FN[nd](x, w, b, c["stride"], c["padding"], c["dilation"], c["groups"],
+               padding_mode=c["padding_mode"], algo=name)
+    assert y.dtype == dtype
+    assert not np.isnan(y).any()
+    err = rel_err(y, ref)
+    assert err < alg.tolerance[np.dtype(dtype).name], (name, np.dtype(dtype).name, err)
+    return err
+
+
+#: Strategy settings that land in what each algorithm claims, so that every
+#: algorithm gets its full share of random cases (anything else it refuses).
+CLAIMS = {
+    "winograd_f2x2_3x3": dict(ndims=(2,), kernel=3, stride=1, dilation=1),
+    "winograd_f4x4_3x3": dict(ndims=(2,), kernel=3, stride=1, dilation=1),
+    "winograd_f2_3": dict(ndims=(1,), kernel=3, stride=1, dilation=1),
+    "winograd_f4_3": dict(ndims=(1,), kernel=3, stride=1, dilation=1),
+    "separable": dict(ndims=(2, 3), rank1=True),
+}
+
+
+@st.composite
+def claimed_cases(draw, name):
+    return draw(conv_cases(**CLAIMS.get(name, {})))
+
+
+@pytest.mark.parametrize("name", ALGOS)
+@given(data=st.data())
+def test_algorithm_matches_direct(name, data):
+    c = data.draw(claimed_cases(name))
+    errors = [check_algorithm(name, c, dtype) for dtype in DTYPES]
+    assume(errors[0] is not None)         # count only the cases the algorithm ran
+
+
+@pytest.mark.parametrize("name", ALGOS)
+@given(c=conv_cases(ndims=(1, 2), rank1=True))
+def test_algorithm_matches_direct_on_rank1(name, c):
+    for dtype in DTYPES:
+        check_algorithm(name, c, dtype)
+
+
+WINOGRAD_CASES = [
+    dict(nd=2, size=(17, 23), pad=1, groups=1),
+    dict(nd=2, size=(8, 8), pad=((0, 2), (3, 1)), groups=2),
+    dict(nd=2, size=(3, 3), pad=0, groups=3),
+    dict(nd=1, size=(29,), pad=2, groups=2),
+]
+
+
+@pytest.mark.parametrize("name", [n for n in ALGOS if n.startswith("winograd")])
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+def test_winograd_tiles_and_edges(name, case, rng):
+    nd = case["nd"]
+    x = rng.standard_normal((2, 6) + case["size"])
+    w = rng.standard_normal((6, 6 // case["groups"]) + (3,) * nd)
+    c = dict(x=x, w=w, b=rng.standard_normal(6), stride=1, padding=case["pad"],
+             dilation=1, groups=case["groups"], padding_mode="zeros")
+    for dtype in DTYPES:
+        check_algorithm(name, c, dtype)
+
+
+def test_every_algorithm_claims_some_case():
+    """An algorithm whose can_implement refuses everything would be tested on nothing."""
+    rng = np.random.default_rng(7)
+    claimed = set()
+    for nd in (1, 2, 3):
+        x = rng.standard_normal((1, 2) + (9,) * nd)
+        w = np.ones((2, 2) + (3,) * nd)
+        claimed.update(ck.supported_algorithms(x, w, padding=1))
+    assert claimed == set(ALGOS)
+
+
+def test_im2col_chunks_cover_every_output(monkeypatch, rng):
+    """Force many small chunks (image and row splits) through the chunk loop."""
+    from cnnkern.backends.numpy import im2col
+    x = rng.standard_normal((3, 4, 13, 11))
+    w = rng.standard_normal((6, 2, 3, 3))
+    ref = ck.conv2d(x, w, None, (2, 1), 1, 1, 2, algo="direct")
+    for chunk in (1, 700, 5000, 10**9):
+        monkeypatch.setattr(im2col, "CHUNK_BYTES", chunk)
+        p = ConvParams.build("conv2d", 2, x.shape, w.shape, stride=(2, 1), padding=1,
+                             groups=2)
+        y = im2col.conv(x, w, None, p, chunk_bytes=chunk)
+        assert rel_err(y, ref) < 1e-12
+
+
+def test_separable_detection_tolerance(rng):
+    from cnnkern.backends.numpy.separable import rank1_factors
+    u, v = rng.standard_normal((4, 3, 5, 1)), rng.standard_normal((4, 3, 1, 7))
+    w = u * v
+    f = rank1_factors(w)
+    assert f is not None
+    np.testing.assert_allclose(f[0][..., :, None] * f[1][..., None, :], w, rtol=1e-12)
+    noisy = w + 1e-6 * rng.standard_normal(w.shape)
+    assert rank1_factors(noisy) is None
+    # float32 weights: the same perturbation is below the float32 tolerance (1e-5)
+    assert rank1_factors(noisy.astype(np.float32)) is not None
+    w0 = w.copy()
+    w0[1, 2] = 0.0                                  # an all-zero slice is rank 1
+    assert rank1_factors(w0) is not None
+    w3 = rng.standard_normal((2, 1, 3, 1, 1)) * rng.standard_normal((2, 1, 1, 4, 1)) * \
+        rng.standard_normal((2, 1, 1, 1, 2))
+    assert rank1_factors(w3) is not None
