@@ -18,14 +18,16 @@ from . import registry
 from .params import ConvParams, fail
 
 #: Throughputs of the NumPy backend's building blocks, in operations per second,
-#: measured on the 2-core CI-class machine (2026-11-22; see docs/dispatch.md).
+#: fitted to single-image float32 runs of the seed-network layers on the 2-core
+#: CI-class machine (2026-11-22; method and pick rate in docs/dispatch.md).
 RATES = {
-    "gemm": 3.0e10,      # float32 BLAS FLOP/s at these sizes
-    "einsum": 2.5e9,     # float64 FLOP/s of the per-tap contractions of ``direct``
-    "copy": 1.5e9,       # bytes/s of strided window copies (im2col, tiles)
-    "fft": 1.5e9,        # "5 N log2 N" FLOP/s of scipy.fft real transforms
-    "cgemm": 1.2e10,     # complex FLOP/s of the per-frequency batched matmuls
-    "elementwise": 1.0e9,  # element updates/s of the separable passes
+    "gemm": 8.0e10,        # float32 BLAS FLOP/s (float64: half)
+    "einsum": 2.0e10,      # float64 FLOP/s of the per-tap contractions of ``direct``
+    "copy": 5.0e9,         # bytes/s of strided window copies (im2col columns)
+    "fft": 5.0e9,          # "2.5 N log2 N" operations/s of batched scipy.fft transforms
+    "cgemm": 2.0e10,       # complex FLOP/s of the per-frequency batched matmuls
+    "elementwise": 1.0e9,  # multiply-adds/s of the separable passes
+    "transform": 1.5e9,    # multiply-adds/s of the Winograd tile and filter transforms
 }
 
 
@@ -54,14 +56,14 @@ def estimate_seconds(name: str, p: ConvParams) -> float:
         reduce_ops = 8 * p.batch * p.out_channels * p.in_per_group * bins
         return fft_ops / RATES["fft"] + reduce_ops / RATES["cgemm"] * (itemsize / 4)
     if name.startswith("winograd_"):
-        m = int(name.split("_")[1][1])
-        alpha = m + 2
+        m, r = int(name.split("_")[1][1]), 3
+        alpha = m + r - 1
         tiles = prod(-(-n // m) for n in p.output_size)
         pts = alpha ** p.ndim
         gemm = 2 * p.batch * tiles * pts * p.out_channels * p.in_per_group
-        transform = p.batch * tiles * pts * (p.in_channels + p.out_channels) * 2 * alpha
-        return gemm / RATES["gemm"] * (itemsize / 4) + \
-            transform * itemsize / RATES["copy"] * 4
+        data = p.batch * tiles * pts * (p.in_channels + p.out_channels) * alpha * p.ndim
+        filters = p.out_channels * p.in_per_group * pts * r * p.ndim
+        return gemm / RATES["gemm"] * (itemsize / 4) + (data + filters) / RATES["transform"]
     if name == "separable":
         passes = p.batch * p.out_channels * p.in_per_group * sum(
             prod(p.padded_size[:i]) * prod(p.output_size[i:]) * p.kernel_size[i]

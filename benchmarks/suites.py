@@ -1,0 +1,3 @@
+"""The layer tables live in the package (``cnnkern.suites``) so that the installed
+``cnnkern`` command can run them; this module keeps the benchmarks' import path."""
+from cnnkern.suites import SUITES, Layer, layers  # noqa: F401
