@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 from cnnkern.backends.numpy import _common
 
 settings.register_profile(
-    "default", max_examples=int(os.environ.get("CNNKERN_HYPOTHESIS_EXAMPLES", "60")),
+    "default", max_examples=int(os.environ.get("CNNKERN_HYPOTHESIS_EXAMPLES", "150")),
     deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile("default")
