@@ -43,6 +43,9 @@ def max_pool(x, pp, return_indices=False):
     flat = np.zeros(y.shape, dtype=np.int64)
     for ax in range(pp.ndim):
         flat = flat * pp.input_size[ax] + coords[ax]
+    inside = _padded(np.ones((1, 1) + pp.input_size, dtype=bool), pp, False)
+    seen = np.any(np.stack([win for _, win in _windows(inside, pp)]), axis=0)
+    flat[np.broadcast_to(~seen, flat.shape)] = -1   # a window of padding only
     return y, flat
 
 
