@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one call on the GPU machine: GPU tests against the NumPy reference,
+# compute-sanitizer memcheck, and the GPU benchmarks against cuDNN. Writes logs and
+# JSON under $OUT (default: a fresh temporary folder). Run from the repository root:
+#   bash benchmarks/gpu_check.sh
+set -uo pipefail
+OUT=${OUT:-$(mktemp -d)}
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+status=0
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
+git rev-parse HEAD 2>/dev/null | tee "$OUT/commit.txt"
+echo "== GPU tests"
+python3 -m pytest -q -m gpu tests -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" || status=1
+echo "== compute-sanitizer memcheck"
+compute-sanitizer --tool memcheck --error-exitcode 3 \
+    python3 -m pytest -q -m gpu tests -k sanitizer -p no:cacheprovider 2>&1 \
+    | tee "$OUT/memcheck.log" | tail -n 15 || status=1
+echo "== benchmarks vs cuDNN"
+python3 benchmarks/cuda_direct.py --json "$OUT/direct_vs_cudnn.json" 2>&1 \
+    | tee "$OUT/bench.log" || status=1
+echo "results in $OUT; status $status"
+exit $status
