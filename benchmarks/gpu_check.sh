@@ -8,7 +8,8 @@ OUT=${OUT:-$(mktemp -d)}
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
-git rev-parse HEAD 2>/dev/null | tee "$OUT/commit.txt"
+# the device gets the working tree without .git: pass CNNKERN_COMMIT=<sha> to record it
+echo "${CNNKERN_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}" | tee "$OUT/commit.txt"
 echo "== GPU tests"
 python3 -m pytest -q -m gpu tests -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" || status=1
 echo "== compute-sanitizer memcheck"
