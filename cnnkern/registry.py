@@ -77,6 +77,13 @@ def load_backend(backend: str) -> Optional[str]:
         try:
             module = importlib.import_module(BACKEND_MODULES[backend])
             _LOADED[backend] = getattr(module, "unavailable_reason", lambda: None)()
+        except ModuleNotFoundError as exc:
+            if exc.name == BACKEND_MODULES[backend]:
+                _LOADED[backend] = (f"backend {backend!r} is not available: this version "
+                                    f"of cnnkern does not include it")
+            else:
+                _LOADED[backend] = (f"backend {backend!r} is not available: its "
+                                    f"dependency {exc.name!r} is not installed")
         except ImportError as exc:
             _LOADED[backend] = f"backend {backend!r} is not available: {exc}"
     return _LOADED[backend]
