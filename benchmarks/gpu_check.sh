@@ -13,11 +13,13 @@ echo "${CNNKERN_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}" | te
 echo "== GPU tests"
 python3 -m pytest -q -m gpu tests -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" || status=1
 echo "== compute-sanitizer memcheck"
-compute-sanitizer --tool memcheck --error-exitcode 3 \
-    python3 -m pytest -q -m gpu tests -k sanitizer -p no:cacheprovider 2>&1 \
-    | tee "$OUT/memcheck.log" | tail -n 15 || status=1
+for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool --error-exitcode 3 \
+        python3 -m pytest -q -m gpu tests -k sanitizer -p no:cacheprovider 2>&1 \
+        | tee "$OUT/$tool.log" | tail -n 4 || status=1
+done
 echo "== benchmarks vs cuDNN"
-python3 benchmarks/cuda_direct.py --json "$OUT/direct_vs_cudnn.json" 2>&1 \
+python3 benchmarks/gpu_bench.py --json "$OUT/gpu_bench.json" ${CNNKERN_BENCH_ARGS:-} 2>&1 \
     | tee "$OUT/bench.log" || status=1
 echo "results in $OUT; status $status"
 exit $status

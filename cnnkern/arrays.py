@@ -96,6 +96,33 @@ def to_host(fname: str, argname: str, obj) -> np.ndarray:
     return arr
 
 
+def to_device(fname: str, argname: str, obj):
+    """A CuPy view of a GPU array (zero-copy through DLPack or the CUDA array
+    interface)."""
+    import cupy as cp
+    if _root_module(obj) == "cupy":
+        return obj
+    if not kind_of(obj).on_gpu:
+        fail(fname, f"expected {argname} on a CUDA device, but got a "
+                    f"{type(obj).__name__} on the CPU", TypeError)
+    if _root_module(obj) == "torch":
+        obj = obj.detach()
+    if hasattr(obj, "__dlpack__"):
+        try:
+            return cp.from_dlpack(obj)
+        except Exception as exc:  # noqa: BLE001 - report what the producer refused
+            fail(fname, f"could not read {argname} ({type(obj).__name__}) through "
+                        f"DLPack: {exc}", TypeError)
+    return cp.asarray(obj)
+
+
+def array_module(arr):
+    """``cupy`` for CuPy arrays, else ``numpy``."""
+    if _root_module(arr) == "cupy":
+        return sys.modules["cupy"]
+    return np
+
+
 def common_kind(fname: str, **arrays) -> Kind:
     """The kind of the first array; every other array must live on the same device."""
     first_name, first = None, None
@@ -113,8 +140,19 @@ def common_kind(fname: str, **arrays) -> Kind:
     return first or NUMPY
 
 
-def wrap(result: np.ndarray, kind: Kind) -> Any:
-    """Hand a host result back as the caller's array kind (zero-copy where possible)."""
+def wrap(result, kind: Kind) -> Any:
+    """Hand a result back as the caller's array kind (zero-copy where possible)."""
+    if _root_module(result) == "cupy":
+        if kind.library == "cupy":
+            return result
+        module = sys.modules.get(kind.library) or importlib.import_module(kind.library)
+        for path in ("from_dlpack", "numpy.from_dlpack", "dlpack.from_dlpack"):
+            target: Optional[Any] = module
+            for part in path.split("."):
+                target = getattr(target, part, None)
+            if callable(target):
+                return target(result)
+        return result
     if kind.library == "numpy":
         return result
     if kind.library == "torch":

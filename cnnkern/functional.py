@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from . import dispatch, registry
-from .arrays import Kind, common_kind, default_backend, to_host, wrap
+from .arrays import Kind, array_module, common_kind, default_backend, to_device, to_host, wrap
 from .params import ConvParams, check_dtypes, fail, transpose_params
 
 CPU_BACKENDS = ("numpy", "numba")
@@ -40,8 +40,24 @@ def resolve_backend(fname: str, kind: Kind, backend: Optional[str]) -> str:
     return backend
 
 
+def backend_arrays(fname: str, backend: str, **arrays) -> dict:
+    """The arrays as the backend takes them: NumPy for the CPU backends, CuPy for cuda."""
+    convert = to_device if backend == "cuda" else to_host
+    return {k: (None if v is None else convert(fname, k, v)) for k, v in arrays.items()}
+
+
 def host_arrays(fname: str, **arrays) -> dict:
-    return {k: (None if v is None else to_host(fname, k, v)) for k, v in arrays.items()}
+    return backend_arrays(fname, "numpy", **arrays)
+
+
+def only_algorithm(op: str, backend: str, fname: str):
+    """The single registered implementation of a non-convolution op on a backend."""
+    algs = registry.algorithms(op, backend)
+    if not algs:
+        raise BackendUnavailableError(
+            f"{fname}: no algorithm for this operation on backend {backend!r} yet; pass "
+            f"backend='numpy' to run it on the host")
+    return algs[0]
 
 
 def batched(fname: str, x: np.ndarray, nd: int, argname: str = "input"):
@@ -86,7 +102,10 @@ def run_conv(p: ConvParams, x, w, bias, algo="auto", backend: str = "numpy"):
     """Run a validated forward convolution on backend arrays."""
     alg = _pick(p, algo, backend, x, w, bias)
     if p.batch == 0:
-        return np.zeros(p.output_shape, dtype=p.dtype)
+        return array_module(x).zeros(p.output_shape, dtype=p.dtype)
+    if backend == "cuda":
+        with x.device:
+            return alg.run(x, w, bias, p)
     return alg.run(x, w, bias, p)
 
 
@@ -94,7 +113,7 @@ def _conv(fname, nd, input, weight, bias, stride, padding, dilation, groups,
           padding_mode, algo, backend):
     kind = common_kind(fname, input=input, weight=weight, bias=bias)
     backend = resolve_backend(fname, kind, backend)
-    a = host_arrays(fname, input=input, weight=weight, bias=bias)
+    a = backend_arrays(fname, backend, input=input, weight=weight, bias=bias)
     dtype = check_dtypes(fname, input=a["input"], weight=a["weight"], bias=a["bias"])
     x, unbatched = batched(fname, a["input"], nd)
     p = ConvParams.build(fname, nd, x.shape, a["weight"].shape, stride=stride,
@@ -147,9 +166,10 @@ def input_grad(p: ConvParams, w, grad_output, algo="auto", backend="numpy"):
     """
     nd, g = p.ndim, p.groups
     gy = grad_output
+    xp = array_module(gy)
     spread = tuple((m - 1) * s + 1 for m, s in zip(gy.shape[2:], p.stride))
     if any(s > 1 for s in p.stride):
-        z = np.zeros(gy.shape[:2] + spread, dtype=gy.dtype)
+        z = xp.zeros(gy.shape[:2] + spread, dtype=gy.dtype)
         z[(Ellipsis,) + tuple(slice(None, None, s) for s in p.stride)] = gy
     else:
         z = gy
@@ -160,7 +180,7 @@ def input_grad(p: ConvParams, w, grad_output, algo="auto", backend="numpy"):
         hi = p.input_size[i] + p.padding[i][0] - spread[i]
         start, stop = max(-lo, 0), spread[i] - max(-hi, 0)
         if stop <= start:  # every window lies in the padding: nothing flows back
-            return np.zeros(p.input_shape, dtype=p.dtype)
+            return xp.zeros(p.input_shape, dtype=p.dtype)
         crop.append(slice(start, stop))
         pads.append((max(lo, 0), max(hi, 0)))
     z = z[tuple(crop)]
@@ -176,7 +196,7 @@ def _conv_transpose(fname, nd, input, weight, bias, stride, padding, output_padd
                     groups, dilation, algo, backend):
     kind = common_kind(fname, input=input, weight=weight, bias=bias)
     backend = resolve_backend(fname, kind, backend)
-    a = host_arrays(fname, input=input, weight=weight, bias=bias)
+    a = backend_arrays(fname, backend, input=input, weight=weight, bias=bias)
     dtype = check_dtypes(fname, input=a["input"], weight=a["weight"], bias=a["bias"])
     x, unbatched = batched(fname, a["input"], nd)
     p = transpose_params(fname, nd, x.shape, a["weight"].shape, stride=stride,
@@ -185,7 +205,7 @@ def _conv_transpose(fname, nd, input, weight, bias, stride, padding, output_padd
     check_bias(fname, a["bias"], p.in_channels)
     if p.batch == 0:
         _pick(p, algo, backend, None, a["weight"], None)
-        y = np.zeros(p.input_shape, dtype=dtype)
+        y = array_module(x).zeros(p.input_shape, dtype=dtype)
     else:
         y = input_grad(p, a["weight"], x, algo, backend)
         if a["bias"] is not None:
@@ -225,7 +245,7 @@ def _params_for(fname, input, weight, stride, padding, dilation, groups, padding
                 backend):
     kind = common_kind(fname, input=input, weight=weight)
     backend = resolve_backend(fname, kind, backend)
-    a = host_arrays(fname, input=input, weight=weight)
+    a = backend_arrays(fname, backend, input=input, weight=weight)
     dtype = check_dtypes(fname, input=a["input"], weight=a["weight"])
     nd = a["weight"].ndim - 2
     if nd not in (1, 2, 3):

@@ -6,9 +6,8 @@ output positions in a fixed order (g(G, V, s)), so it is deterministic.
 """
 from __future__ import annotations
 
-from . import registry
 from .arrays import common_kind, wrap
-from .functional import host_arrays, input_grad, resolve_backend
+from .functional import backend_arrays, input_grad, only_algorithm, resolve_backend
 from .params import ConvParams, check_dtypes, fail
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input",
@@ -37,7 +36,7 @@ def _input(fname, nd, input_size, weight, grad_output, stride, padding, dilation
            algo, backend):
     kind = common_kind(fname, weight=weight, grad_output=grad_output)
     backend = resolve_backend(fname, kind, backend)
-    a = host_arrays(fname, weight=weight, grad_output=grad_output)
+    a = backend_arrays(fname, backend, weight=weight, grad_output=grad_output)
     dtype = check_dtypes(fname, grad_output=a["grad_output"], weight=a["weight"])
     p = ConvParams.build(fname, nd, _shape(fname, "input_size", input_size, nd),
                          a["weight"].shape, stride=stride, padding=padding,
@@ -50,13 +49,13 @@ def _weight(fname, nd, input, weight_size, grad_output, stride, padding, dilatio
             groups, backend):
     kind = common_kind(fname, input=input, grad_output=grad_output)
     backend = resolve_backend(fname, kind, backend)
-    a = host_arrays(fname, input=input, grad_output=grad_output)
+    a = backend_arrays(fname, backend, input=input, grad_output=grad_output)
     dtype = check_dtypes(fname, input=a["input"], grad_output=a["grad_output"])
     p = ConvParams.build(fname, nd, a["input"].shape,
                          _shape(fname, "weight_size", weight_size, nd), stride=stride,
                          padding=padding, dilation=dilation, groups=groups, dtype=dtype)
     _check_grad_output(p, a["grad_output"])
-    alg = registry.algorithms("conv_grad_weight", backend)[0]
+    alg = only_algorithm("conv_grad_weight", backend, fname)
     return wrap(alg.run(a["input"], a["grad_output"], p), kind)
 
 

@@ -1,16 +1,15 @@
 """Max and average pooling with ``torch.nn.functional`` names and semantics."""
 from __future__ import annotations
 
-from . import registry
 from .arrays import common_kind, wrap
-from .functional import batched, host_arrays, resolve_backend
+from .functional import backend_arrays, batched, only_algorithm, resolve_backend
 from .params import PoolParams, check_dtypes, fail
 
 
 def _prepare(fname, nd, input, backend, kernel_size, stride, padding, dilation, ceil_mode):
     kind = common_kind(fname, input=input)
     backend = resolve_backend(fname, kind, backend)
-    x = host_arrays(fname, input=input)["input"]
+    x = backend_arrays(fname, backend, input=input)["input"]
     check_dtypes(fname, input=x)
     x, unbatched = batched(fname, x, nd)
     pp = PoolParams.build(fname, nd, x.shape, kernel_size, stride, padding, dilation,
@@ -22,7 +21,7 @@ def _max(fname, nd, input, kernel_size, stride, padding, dilation, ceil_mode,
          return_indices, backend):
     kind, backend, x, unbatched, pp = _prepare(fname, nd, input, backend, kernel_size,
                                                stride, padding, dilation, ceil_mode)
-    alg = registry.algorithms("max_pool", backend)[0]
+    alg = only_algorithm("max_pool", backend, fname)
     res = alg.run(x, pp, return_indices=bool(return_indices))
     outs = res if return_indices else (res,)
     outs = tuple(wrap(o[0] if unbatched else o, kind) for o in outs)
@@ -38,7 +37,7 @@ def _avg(fname, nd, input, kernel_size, stride, padding, ceil_mode, count_includ
                                          or divisor_override == 0):
         fail(fname, f"expected divisor_override to be None or a non-zero int, but got "
                     f"{divisor_override!r}")
-    alg = registry.algorithms("avg_pool", backend)[0]
+    alg = only_algorithm("avg_pool", backend, fname)
     y = alg.run(x, pp, count_include_pad=bool(count_include_pad),
                 divisor_override=divisor_override)
     return wrap(y[0] if unbatched else y, kind)

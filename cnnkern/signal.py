@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .arrays import common_kind, wrap
-from .functional import host_arrays, resolve_backend, run_conv
+from .arrays import array_module, common_kind, wrap
+from .functional import backend_arrays, resolve_backend, run_conv
 from .params import ConvParams, fail
 
 _MODES = ("full", "valid", "same")
@@ -29,7 +29,7 @@ def _float_pair(fname, in1, in2):
 def _correlate(fname, in1, in2, mode, boundary, fillvalue, flip, backend):
     kind = common_kind(fname, in1=in1, in2=in2)
     backend = resolve_backend(fname, kind, backend)
-    a = host_arrays(fname, in1=in1, in2=in2)
+    a = backend_arrays(fname, backend, in1=in1, in2=in2)
     x, k = a["in1"], a["in2"]
     if x.ndim != 2 or k.ndim != 2:
         fail(fname, f"expected in1 and in2 to be 2-D arrays, but got shapes "
@@ -64,14 +64,14 @@ def _correlate(fname, in1, in2, mode, boundary, fillvalue, flip, backend):
             pads = tuple((f - s0, s0) for f, s0 in zip(full, start))
         npmode = _BOUNDARIES[boundary]
         kw = {"constant_values": fillvalue} if npmode == "constant" else {}
-        x = np.pad(x, pads, mode=npmode, **kw)
+        x = array_module(x).pad(x, pads, mode=npmode, **kw)
     xb = x.astype(dt, copy=False)[None, None]
     wb = k.astype(dt, copy=False)[None, None]
     p = ConvParams.build(fname, 2, xb.shape, wb.shape, dtype=dt)
     y = run_conv(p, xb, wb, None, "auto", backend)[0, 0]
     if swapped and not flip:
         y = y[::-1, ::-1]
-    return wrap(np.ascontiguousarray(y), kind)
+    return wrap(array_module(y).ascontiguousarray(y), kind)
 
 
 def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0, *, backend=None):

@@ -18,6 +18,11 @@ settings.load_profile("default")
 def poison_outputs(monkeypatch):
     """Fresh output buffers start as NaN: an element left unwritten fails the test."""
     monkeypatch.setattr(_common, "POISON", True)
+    try:
+        from cnnkern.backends.cuda import module as cuda_module
+    except ImportError:
+        return
+    monkeypatch.setattr(cuda_module, "POISON", True)
 
 
 @pytest.fixture
