@@ -8,6 +8,9 @@ namespace cnnkern {
 // double in double.
 template <typename T> struct Accum { using type = T; };
 
+template <typename A, typename B> struct IsSame { static constexpr bool value = false; };
+template <typename A> struct IsSame<A, A> { static constexpr bool value = true; };
+
 // A convolution's geometry for up to three spatial dimensions; unused trailing
 // dimensions have size 1, stride 1, dilation 1 and no padding.
 struct ConvGeometry {

@@ -7,7 +7,7 @@ import numpy as np
 
 from .module import CTYPES, alloc, geometry, get_module, index_type, null_or
 
-GEMM_BM, GEMM_BN = 64, 128
+GEMM_BM, GEMM_BN = 128, 128
 GEMM_THREADS = 256
 MAX_GRID_Y = 65535
 
@@ -48,6 +48,13 @@ def _padded(x, p):
     return xp, q
 
 
+def _tap_major(w, p):
+    """Weight as (C_out, taps, C_in / groups): the K order of kernels/gemm.cu."""
+    import cupy as cp
+    return cp.ascontiguousarray(
+        w.reshape(p.out_channels, p.in_per_group, p.kernel_volume).transpose(0, 2, 1))
+
+
 def _finish(y, p):
     return y if y.dtype == p.dtype else y.astype(p.dtype)
 
@@ -80,7 +87,8 @@ def implicit_gemm(x, w, bias, p):
     name = f"cnnkern::conv_gemm<{CTYPES[ct]}, {index_type(x, w, y)}, true>"
     kern = get_module("gemm.cu", GEMM_NAMES).get_function(name)
     grid = (-(-m_total // GEMM_BN), -(-q.out_per_group // GEMM_BM), q.groups)
-    kern(grid, (GEMM_THREADS,), (x, w, null_or(bias), y, geometry(q), np.int64(0),
+    kern(grid, (GEMM_THREADS,), (x, _tap_major(w, q), null_or(bias), y, geometry(q),
+                                 np.int64(0),
                                  np.int64(m_total)))
     return _finish(y, p)
 
@@ -112,6 +120,7 @@ def im2col(x, w, bias, p, chunk_bytes=IM2COL_CHUNK_BYTES):
     fill = mod.get_function(f"cnnkern::im2col_kernel<{CTYPES[ct]}, {it}>")
     gemm = mod.get_function(f"cnnkern::conv_gemm<{CTYPES[ct]}, {it}, false>")
     g = geometry(q)
+    w = _tap_major(w, q)
     for m0 in range(0, m_total, step):
         ld = min(step, m_total - m0)
         n_el = q.groups * k_total * ld
