@@ -12,6 +12,22 @@ def rel_err(y, ref) -> float:
     return float(np.linalg.norm(y - ref) / denom)
 
 
+def conv_err(y, ref, ref_abs, terms) -> float:
+    """Relative error that stays meaningful when an output cancels to near zero.
+
+    ``ref_abs`` is the reference run on |x|, |w|, |b| (the magnitude of the summed
+    terms), ``terms`` the number of products per output. The denominator is
+    ``max(||ref||, ||ref_abs|| / sqrt(terms))``: for random data ``||ref||`` is about
+    ``||ref_abs|| / sqrt(terms)``, so this is the plain relative error except where the
+    sum cancels far below its terms (where no float32 result can do better).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    denom = max(np.linalg.norm(ref), np.linalg.norm(ref_abs) / np.sqrt(terms))
+    return float(np.linalg.norm(y - ref) / denom) if denom else float(np.linalg.norm(y))
+
+
 def pad_pairs(padding, size, kernel, stride, dilation):
     """Written apart from cnnkern.params: explicit (before, after) pads per dimension."""
     nd = len(size)

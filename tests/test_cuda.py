@@ -7,7 +7,7 @@ from hypothesis import given, settings
 
 import cnnkern as ck
 from cnnkern import registry
-from helpers import rel_err
+from helpers import conv_err, rel_err
 from strategies import conv_cases
 
 cp = pytest.importorskip("cupy")
@@ -21,8 +21,10 @@ ALGOS = [a.name for a in registry.algorithms("conv", "cuda")] if _DEVICES else [
 FN = {1: ck.conv1d, 2: ck.conv2d, 3: ck.conv3d}
 
 
-def _reference(c, dtype):
+def _reference(c, dtype, magnitude=False):
     f64 = (lambda a: None if a is None else a.astype(dtype).astype(np.float64))
+    if magnitude:
+        f64 = (lambda a, f=f64: None if a is None else np.abs(f(a)))
     nd = c["w"].ndim - 2
     return FN[nd](f64(c["x"]), f64(c["w"]), f64(c["b"]), c["stride"], c["padding"],
                   c["dilation"], c["groups"], padding_mode=c["padding_mode"], algo="direct")
@@ -48,7 +50,8 @@ def test_cuda_algorithm_matches_reference(algo, c):
         if ref.size:
             assert not np.isnan(y).any()
             tol = registry.get("conv", "cuda", algo).tolerance[np.dtype(dtype).name]
-            assert rel_err(y, ref) < tol
+            terms = c["w"][0].size + (c["b"] is not None)
+            assert conv_err(y, ref, _reference(c, dtype, True), terms) < tol
 
 
 @pytest.mark.parametrize("algo", ALGOS)
