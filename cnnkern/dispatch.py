@@ -31,14 +31,25 @@ RATES = {
 }
 
 
+#: The CUDA kernels' throughputs on the lent H100 (2026-11-22, batch-32 ResNet-50 and
+#: VGG-16 layers, benchmarks/results/2026-11-22-h100-gpu-bench.json).
+GPU_RATES = {
+    "gemm": 1.5e13,        # FP32 FLOP/s of conv_gemm (implicit: 4-27 TFLOP/s, median ~11)
+    "direct": 1.0e12,      # FLOP/s of the one-thread-per-output direct kernel
+    "hbm": 2.5e12,         # bytes/s for writing and reading the im2col columns
+}
+
+
 def _fft_len(n: int) -> int:
     import scipy.fft
     return scipy.fft.next_fast_len(n, real=True)
 
 
-def estimate_seconds(name: str, p: ConvParams) -> float:
-    """The cost model behind ``algo="auto"`` for the CPU backends."""
+def estimate_seconds(name: str, p: ConvParams, backend: str = "numpy") -> float:
+    """The cost model behind ``algo="auto"``."""
     itemsize = 8 if p.dtype.name == "float64" else 4
+    if backend == "cuda":
+        return _estimate_gpu(name, p, itemsize)
     out_vol, in_vol = prod(p.output_size), prod(p.padded_size)
     if name == "direct":
         return p.flops / RATES["einsum"] + \
@@ -70,6 +81,17 @@ def estimate_seconds(name: str, p: ConvParams) -> float:
             for i in range(p.ndim))
         return passes / RATES["elementwise"]
     return float(p.flops) / RATES["einsum"]
+
+
+def _estimate_gpu(name: str, p: ConvParams, itemsize: int) -> float:
+    scale = 2.0 if itemsize == 8 else 1.0          # FP64 runs at half the FP32 rate
+    if name == "direct":
+        return p.flops / GPU_RATES["direct"] * scale
+    gemm = p.flops / GPU_RATES["gemm"] * scale
+    if name == "im2col":
+        cols = p.batch * p.in_channels * p.kernel_volume * prod(p.output_size) * itemsize
+        return gemm + 2 * cols / GPU_RATES["hbm"]
+    return gemm
 
 
 @dataclass
@@ -112,7 +134,7 @@ def candidates(p: ConvParams, backend: str, weight=None) -> list[Candidate]:
         reason = alg.check(p, weight)
         cand = Candidate(alg.name, reason)
         if reason is None:
-            cand.estimate_s = estimate_seconds(alg.name, p)
+            cand.estimate_s = estimate_seconds(alg.name, p, backend)
             cand.workspace_bytes = alg.workspace_bytes(p)
         out.append(cand)
     return out

@@ -88,3 +88,15 @@ def test_autotune_measures_once_and_is_correct(rng):
     measured = [c for c in e.candidates if c.measured_s is not None]
     assert len(measured) == len(ck.supported_algorithms(x, w, padding=1))
     assert e.choice == min(measured, key=lambda c: c.measured_s).name
+
+
+def test_gpu_cost_model_prefers_implicit_gemm():
+    """Measured on the H100 (docs/performance.md): implicit GEMM beat im2col + GEMM and
+    direct on every ResNet-50 / VGG-16 layer."""
+    for suite in ("resnet50", "vgg16"):
+        for layer in SUITES[suite]:
+            xs, ws = layer.shapes(32)
+            p = P(xs, ws, **layer.kwargs())
+            costs = {n: dispatch.estimate_seconds(n, p, "cuda")
+                     for n in ("direct", "im2col", "implicit_gemm")}
+            assert min(costs, key=costs.get) == "implicit_gemm"
