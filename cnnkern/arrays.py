@@ -140,19 +140,22 @@ def common_kind(fname: str, **arrays) -> Kind:
     return first or NUMPY
 
 
+def _from_dlpack(library: str, array) -> Any:
+    """``array`` as an array of ``library`` through its from_dlpack, if it has one."""
+    module = sys.modules.get(library) or importlib.import_module(library)
+    for path in ("from_dlpack", "numpy.from_dlpack", "dlpack.from_dlpack"):
+        target: Optional[Any] = module
+        for part in path.split("."):
+            target = getattr(target, part, None)
+        if callable(target):
+            return target(array)
+    return array
+
+
 def wrap(result, kind: Kind) -> Any:
     """Hand a result back as the caller's array kind (zero-copy where possible)."""
     if _root_module(result) == "cupy":
-        if kind.library == "cupy":
-            return result
-        module = sys.modules.get(kind.library) or importlib.import_module(kind.library)
-        for path in ("from_dlpack", "numpy.from_dlpack", "dlpack.from_dlpack"):
-            target: Optional[Any] = module
-            for part in path.split("."):
-                target = getattr(target, part, None)
-            if callable(target):
-                return target(result)
-        return result
+        return result if kind.library == "cupy" else _from_dlpack(kind.library, result)
     if kind.library == "numpy":
         return result
     if kind.library == "torch":
@@ -162,14 +165,7 @@ def wrap(result, kind: Kind) -> Any:
         import cupy
         with cupy.cuda.Device(int(kind.device.split(":")[1])):
             return cupy.asarray(result)
-    module = sys.modules.get(kind.library) or importlib.import_module(kind.library)
-    for path in ("from_dlpack", "numpy.from_dlpack", "dlpack.from_dlpack"):
-        target: Optional[Any] = module
-        for part in path.split("."):
-            target = getattr(target, part, None)
-        if callable(target):
-            return target(np.ascontiguousarray(result))
-    return result
+    return _from_dlpack(kind.library, np.ascontiguousarray(result))
 
 
 def default_backend(kind: Kind) -> str:
