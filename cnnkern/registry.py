@@ -98,12 +98,3 @@ def algorithms(op: str, backend: str) -> list[Algorithm]:
 def get(op: str, backend: str, name: str) -> Optional[Algorithm]:
     load_backend(backend)
     return _ALGORITHMS.get((op, backend), {}).get(name)
-
-
-def algorithm_names(op: str = "conv") -> list[str]:
-    """Every algorithm name registered for ``op`` on any loaded backend."""
-    names: list[str] = []
-    for (o, _), table in _ALGORITHMS.items():
-        if o == op:
-            names.extend(n for n in table if n not in names)
-    return names

@@ -12,21 +12,29 @@ F = torch.nn.functional
 T = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
 
 
-@st.composite
-def transpose_cases(draw):
+def _geometry(draw, max_stride, max_size):
+    """Shared draws of both strategies: dimensions, groups, kernel, stride, dilation,
+    symmetric padding and input size."""
     nd = draw(st.sampled_from([1, 2, 3]))
     groups = draw(st.integers(1, 3))
     cig, cog = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     big = 4 if nd < 3 else 3
     k = tuple(draw(st.integers(1, big)) for _ in range(nd))
-    s = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    s = tuple(draw(st.integers(1, max_stride)) for _ in range(nd))
     d = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     pad = tuple(draw(st.integers(0, 3)) for _ in range(nd))
+    size = tuple(draw(st.integers(1, max_size if nd < 3 else max_size // 2))
+                 for _ in range(nd))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    return nd, groups, cig, cog, k, s, d, pad, size, rng
+
+
+@st.composite
+def transpose_cases(draw):
+    nd, groups, cig, cog, k, s, d, pad, size, rng = _geometry(draw, 3, 10)
     op = tuple(draw(st.integers(0, max(si, di) - 1)) for si, di in zip(s, d))
-    size = tuple(draw(st.integers(1, 8 if nd < 3 else 5)) for _ in range(nd))
     for n, ki, si, di, pi, oi in zip(size, k, s, d, pad, op):
         assume((n - 1) * si - 2 * pi + (ki - 1) * di + oi + 1 >= 1)
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((draw(st.integers(1, 2)), cig * groups) + size)
     w = rng.standard_normal((cig * groups, cog) + k)
     b = rng.standard_normal(cog * groups) if draw(st.booleans()) else None
@@ -46,18 +54,9 @@ def test_conv_transpose_matches_torch(case):
 
 @st.composite
 def grad_cases(draw):
-    nd = draw(st.sampled_from([1, 2, 3]))
-    groups = draw(st.integers(1, 3))
-    cig, cog = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    big = 4 if nd < 3 else 3
-    k = tuple(draw(st.integers(1, big)) for _ in range(nd))
-    s = tuple(draw(st.integers(1, 4)) for _ in range(nd))
-    d = tuple(draw(st.integers(1, 3)) for _ in range(nd))
-    pad = tuple(draw(st.integers(0, 3)) for _ in range(nd))
-    size = tuple(draw(st.integers(1, 12 if nd < 3 else 6)) for _ in range(nd))
+    nd, groups, cig, cog, k, s, d, pad, size, rng = _geometry(draw, 4, 12)
     for n, ki, di, pi in zip(size, k, d, pad):
         assume(n + 2 * pi >= (ki - 1) * di + 1)
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((draw(st.integers(1, 2)), cig * groups) + size)
     w = rng.standard_normal((cog * groups, cig) + k)
     return nd, x, w, s, pad, d, groups
