@@ -18,7 +18,8 @@ import pytest
 
 from cnnkern import registry
 from cnnkern.arrays import NUMPY, default_backend
-from cnnkern.bench.device import Device, cpu_threads, gpu_unavailable_reason, measure_roofs
+from cnnkern.bench.device import Device, gpu_unavailable_reason, measure_roofs
+from cnnkern.machine import cpu_threads
 from cnnkern.bench.runner import LayerCase, first_sample, rel_err, select_layers, tolerance
 
 SUITE = os.environ.get("CNNKERN_BENCH_SUITE", "quick")

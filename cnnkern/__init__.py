@@ -5,6 +5,8 @@ weight ``(C_out, C_in / groups, *kernel)``.
 """
 from . import grad
 from .arrays import available_backends
+from .dispatch import (CacheWarning, PerformanceWarning, get_autotune, get_workspace_limit,
+                       set_autotune, set_cache_dir, set_workspace_limit)
 from .functional import (BackendUnavailableError, conv1d, conv2d, conv3d,
                          conv_transpose1d, conv_transpose2d, conv_transpose3d, explain,
                          supported_algorithms)
@@ -22,5 +24,6 @@ __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "correlate2d", "convolve2d", "conv_matrix",
     "supported_algorithms", "explain", "available_backends",
-    "BackendUnavailableError",
+    "set_autotune", "get_autotune", "set_workspace_limit", "get_workspace_limit",
+    "set_cache_dir", "BackendUnavailableError", "PerformanceWarning", "CacheWarning",
 ]

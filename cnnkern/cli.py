@@ -95,7 +95,8 @@ def bench(args, parser) -> int:
     repeat = args.repeat or (20 if device.kind == "gpu" else 5)
     command = "cnnkern " + " ".join(shlex.quote(a) for a in args.argv)
     doc = run_suite(chosen, device, dtype, batch, repeat, algos, not args.no_compare,
-                    args.seed, command, _progress(not args.quiet), args.budget)
+                    args.seed, command, _progress(not args.quiet), args.budget,
+                    args.autotune)
     validate(doc)
     report.render(doc, plain=args.plain)
     if args.json:
@@ -153,6 +154,8 @@ def main(argv=None) -> int:
     b.add_argument("--json", metavar="PATH", help="write the results document here")
     b.add_argument("--plot", metavar="PATH", help="write a PNG (speed bars and roofline)")
     b.add_argument("--no-compare", action="store_true", help="do not run PyTorch")
+    b.add_argument("--autotune", action="store_true",
+                   help="also record what algo='autotune' picks per layer (timed afresh)")
     b.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     b.add_argument("--plain", action="store_true", help="plain-text table, even with rich")
     b.add_argument("--quiet", action="store_true", help="no progress output")

@@ -1,21 +1,79 @@
 """Choosing an algorithm: pure rules (``algo="auto"``), measurement (``"autotune"``),
-and ``explain``.
+workspace limits, and ``explain``.
 
 ``select`` is a pure function of the parameters (and, for ``separable``, the weight
 values): it never runs a convolution. The rules are a cost model, documented in
 ``docs/dispatch.md``; ``algo="autotune"`` measures every candidate once per call
-signature instead and remembers the fastest.
+signature instead and remembers the fastest, in memory and in the on-disk cache of
+``tune_cache``.
 """
 from __future__ import annotations
 
+import datetime
+import json
+import platform
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from math import log2, prod
+from pathlib import Path
 from typing import Optional
 
-from . import registry
+from . import registry, timing
+from ._sources import implementation_hash
+from .machine import device_name
 from .params import ConvParams, fail
+from .tune_cache import CacheWarning, DiskCache, default_dir  # noqa: F401 (re-exported)
+
+
+class PerformanceWarning(UserWarning):
+    """A call runs a slower algorithm than it could: the workspace limit excluded the
+    best one, or it ran out of memory and fell back."""
+
+
+# ---- global settings (like torch.backends.cudnn.benchmark) --------------------------
+
+_SETTINGS = {"autotune": False, "workspace_limit": None}
+_SETTINGS_LOCK = threading.Lock()
+
+
+def set_autotune(enabled: bool) -> None:
+    """Make ``algo="auto"`` measure (as ``algo="autotune"``) for every call."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_autotune: expected enabled to be a bool, but got {enabled!r}")
+    with _SETTINGS_LOCK:
+        _SETTINGS["autotune"] = enabled
+
+
+def get_autotune() -> bool:
+    return _SETTINGS["autotune"]
+
+
+def check_workspace_limit(fname: str, limit) -> Optional[int]:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        fail(fname, f"expected workspace_limit to be None or an int number of bytes, but "
+                    f"got {limit!r}", TypeError)
+    if limit < 0:
+        fail(fname, f"expected workspace_limit >= 0 bytes, but got workspace_limit={limit}")
+    return limit
+
+
+def set_workspace_limit(limit: Optional[int]) -> None:
+    """The default ``workspace_limit`` (bytes; None for no limit) of every call."""
+    limit = check_workspace_limit("set_workspace_limit", limit)
+    with _SETTINGS_LOCK:
+        _SETTINGS["workspace_limit"] = limit
+
+
+def get_workspace_limit() -> Optional[int]:
+    return _SETTINGS["workspace_limit"]
+
+
+def effective_limit(fname: str, limit) -> Optional[int]:
+    """The per-call limit if given, else the global one."""
+    limit = check_workspace_limit(fname, limit)
+    return get_workspace_limit() if limit is None else limit
 
 #: Throughputs of the NumPy backend's building blocks, in operations per second,
 #: fitted to single-image float32 runs of the seed-network layers on the 2-core
@@ -97,119 +155,262 @@ def _estimate_gpu(name: str, p: ConvParams, itemsize: int) -> float:
 @dataclass
 class Candidate:
     name: str
-    reason: Optional[str]           # why it cannot run, None if it can
+    reason: Optional[str]                  # why it cannot run, None if it can
     estimate_s: Optional[float] = None
     workspace_bytes: Optional[int] = None
+    over_limit: bool = False               # can run, but needs more than workspace_limit
     measured_s: Optional[float] = None
+
+    @property
+    def usable(self) -> bool:
+        return self.reason is None and not self.over_limit
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.2f} MiB"
 
 
 @dataclass
 class Explanation:
-    """What ``explain`` returns: every candidate, the choice, and why."""
+    """What ``explain`` returns: every candidate, the choice, and why.
+
+    ``str()`` is a readable report; ``as_dict()`` the same as plain data.
+    """
 
     params: ConvParams
     backend: str
     candidates: list = field(default_factory=list)
     choice: Optional[str] = None
     why: str = ""
+    workspace_limit: Optional[int] = None
+    source: str = "rules"                  # "rules", "autotune" or "autotune cache"
 
     def __str__(self) -> str:
-        lines = [self.params.describe(), f"backend: {self.backend}", "candidates:"]
+        limit = "none" if self.workspace_limit is None else _mib(self.workspace_limit)
+        lines = [self.params.describe(), f"backend: {self.backend}, workspace limit: {limit}",
+                 "candidates:"]
         for c in self.candidates:
             if c.reason is not None:
                 lines.append(f"  {c.name:<20} cannot run: {c.reason}")
                 continue
             text = f"  {c.name:<20} estimated {c.estimate_s * 1e3:10.3f} ms, " \
-                   f"workspace {c.workspace_bytes / 2**20:8.2f} MiB"
+                   f"workspace {_mib(c.workspace_bytes):>12}"
             if c.measured_s is not None:
                 text += f", measured {c.measured_s * 1e3:.3f} ms"
+            if c.over_limit:
+                text += " (skipped: over the workspace limit)"
             lines.append(text)
         lines.append(f"choice: {self.choice} ({self.why})")
         return "\n".join(lines)
 
+    def as_dict(self) -> dict:
+        return dict(call=self.params.describe(), backend=self.backend,
+                    workspace_limit=self.workspace_limit, source=self.source,
+                    choice=self.choice, why=self.why,
+                    candidates=[asdict(c) for c in self.candidates])
 
-def candidates(p: ConvParams, backend: str, weight=None) -> list[Candidate]:
+
+def candidates(p: ConvParams, backend: str, weight=None,
+               workspace_limit: Optional[int] = None) -> list[Candidate]:
     out = []
     for alg in registry.algorithms("conv", backend):
         reason = alg.check(p, weight)
         cand = Candidate(alg.name, reason)
         if reason is None:
             cand.estimate_s = estimate_seconds(alg.name, p, backend)
-            cand.workspace_bytes = alg.workspace_bytes(p)
+            cand.workspace_bytes = int(alg.workspace_bytes(p))
+            cand.over_limit = workspace_limit is not None and \
+                cand.workspace_bytes > workspace_limit
         out.append(cand)
     return out
 
 
-def _choose(cands: list[Candidate]) -> tuple[Optional[str], str]:
-    able = [c for c in cands if c.reason is None]
-    if not able:
-        return None, "no registered algorithm can run this call"
+def _contenders(cands: list[Candidate]) -> list[Candidate]:
     # ``direct`` is the oracle, not a contender, unless nothing else can run
-    contenders = [c for c in able if c.name != "direct"] or able
-    best = min(contenders, key=lambda c: c.estimate_s)
-    runner_up = sorted((c for c in contenders if c is not best), key=lambda c: c.estimate_s)
+    able = [c for c in cands if c.usable]
+    return [c for c in able if c.name != "direct"] or able
+
+
+@dataclass
+class Choice:
+    name: Optional[str]
+    why: str
+    excluded: Optional[Candidate] = None   # the best estimate, if the limit excluded it
+
+
+def choose(cands: list[Candidate]) -> Choice:
+    """The rule: the lowest estimated time among the candidates that can run within the
+    workspace limit (``direct`` only when nothing else can)."""
+    contenders = _contenders(cands)
+    if not contenders:
+        if any(c.reason is None for c in cands):
+            return Choice(None, "every algorithm that can run this call needs more "
+                                "workspace than the limit")
+        return Choice(None, "no registered algorithm can run this call")
+    ranked = sorted(contenders, key=lambda c: c.estimate_s)
+    best = ranked[0]
     why = f"lowest estimated time ({best.estimate_s * 1e3:.3f} ms)"
-    if runner_up:
-        why += f"; next {runner_up[0].name} at {runner_up[0].estimate_s * 1e3:.3f} ms"
-    return best.name, why
+    if len(ranked) > 1:
+        why += f"; next {ranked[1].name} at {ranked[1].estimate_s * 1e3:.3f} ms"
+    unlimited = [c for c in cands if c.reason is None and c.name != "direct"]
+    excluded = min(unlimited, key=lambda c: c.estimate_s) if unlimited else None
+    if excluded is not None and excluded.over_limit:
+        why += f"; {excluded.name} (estimated {excluded.estimate_s * 1e3:.3f} ms) needs " \
+               f"{_mib(excluded.workspace_bytes)}, over the workspace limit"
+        return Choice(best.name, why, excluded)
+    return Choice(best.name, why)
 
 
-def select(p: ConvParams, backend: str, weight=None) -> str:
+def select(p: ConvParams, backend: str, weight=None,
+           workspace_limit: Optional[int] = None) -> str:
     """The algorithm ``algo="auto"`` runs for this call: pure, no measurement."""
-    name, why = _choose(candidates(p, backend, weight))
-    if name is None:
-        fail(p.fname, f"{why} on backend {backend!r}")
-    return name
+    choice = choose(candidates(p, backend, weight, workspace_limit))
+    if choice.name is None:
+        fail(p.fname, f"{choice.why} on backend {backend!r}")
+    return choice.name
 
 
-def explain(p: ConvParams, backend: str, weight=None) -> Explanation:
-    cands = candidates(p, backend, weight)
-    tuned = _TUNED.get(_tune_key(p, backend))
-    for c in cands:
-        if tuned and c.name in tuned[1]:
-            c.measured_s = tuned[1][c.name]
-    if tuned:
-        choice, why = tuned[0], "measured fastest by autotune"
-    else:
-        choice, why = _choose(cands)
-    return Explanation(p, backend, cands, choice, why)
+def explain(p: ConvParams, backend: str, weight=None,
+            workspace_limit: Optional[int] = None) -> Explanation:
+    cands = candidates(p, backend, weight, workspace_limit)
+    tuned, source = _lookup(tune_key(p, backend, cands, workspace_limit))
+    if tuned is not None:
+        for c in cands:
+            c.measured_s = tuned["times_s"].get(c.name)
+        why = "measured fastest by autotune" + \
+            (", read from the on-disk cache" if source == "autotune cache" else "")
+        return Explanation(p, backend, cands, tuned["choice"], why, workspace_limit, source)
+    choice = choose(cands)
+    return Explanation(p, backend, cands, choice.name, choice.why, workspace_limit)
+
+
+def fallbacks(p: ConvParams, backend: str, weight, workspace_limit, failed: str) -> list:
+    """After ``failed`` ran out of memory: the other usable algorithms, least workspace
+    first (ties by estimated time), ending with ``direct``."""
+    cands = [c for c in candidates(p, backend, weight, workspace_limit)
+             if c.usable and c.name != failed]
+    cands.sort(key=lambda c: (c.name == "direct", c.workspace_bytes, c.estimate_s))
+    return [c.name for c in cands]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """NumPy's and CuPy's allocation failures (both MemoryError subclasses), or any
+    library's ``OutOfMemoryError``."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
 
 # ---- autotune: measure once per call signature, keep the fastest ------------------
 
 _TUNED: dict = {}
-_TUNE_LOCK = threading.Lock()
+_TUNE_LOCK = threading.RLock()
+_DISK: Optional[DiskCache] = None
+_DISK_LOADED: set = set()
 
 
-def _tune_key(p: ConvParams, backend: str):
-    return (backend, p.dtype.name, p.input_shape, p.weight_shape, p.stride, p.padding,
-            p.padding_mode, p.dilation, p.groups)
+def key_prefix() -> str:
+    from . import __version__
+    return f"cnnkern {__version__} sources {implementation_hash()}|"
 
 
-def autotune(p: ConvParams, backend: str, x, weight, bias, repeat: int = 3) -> str:
-    """Time every algorithm that can run the call (best of ``repeat``), remember the
-    fastest for this signature; an algorithm that raises scores infinity."""
-    key = _tune_key(p, backend)
+def tune_key(p: ConvParams, backend: str, cands: list[Candidate],
+             workspace_limit: Optional[int]) -> str:
+    """Everything the measured choice depends on, as one readable string. The set of
+    algorithms that can run is part of it: ``separable`` depends on the weight values."""
+    able = sorted(c.name for c in cands if c.usable)
+    fields = dict(device=device_name(backend), backend=backend, dtype=p.dtype.name,
+                  input=list(p.input_shape), weight=list(p.weight_shape),
+                  stride=list(p.stride), padding=[list(x) for x in p.padding],
+                  padding_mode=p.padding_mode, dilation=list(p.dilation), groups=p.groups,
+                  workspace_limit=workspace_limit, able=able)
+    return key_prefix() + json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+
+def set_cache_dir(directory) -> None:
+    """Where the autotune cache lives: a path, or None to keep tuning in memory only.
+    The default is ``$CNNKERN_CACHE_DIR`` or the user cache directory. Forgets what
+    was tuned in memory."""
+    global _DISK
+    with _TUNE_LOCK:
+        _DISK = DiskCache(None if directory is None else Path(directory))
+        _TUNED.clear()
+        _DISK_LOADED.clear()
+
+
+def _disk() -> DiskCache:
+    global _DISK
+    if _DISK is None:
+        _DISK = DiskCache(default_dir())
+    return _DISK
+
+
+def _lookup(key: str):
+    """(record, "memory" or "disk cache") for a tuned key, or (None, "")."""
     with _TUNE_LOCK:
         if key in _TUNED:
-            return _TUNED[key][0]
-    times = {}
-    for alg in registry.algorithms("conv", backend):
-        if alg.check(p, weight) is not None:
-            continue
-        best = float("inf")
-        for _ in range(repeat):
-            try:
-                t0 = time.perf_counter()
-                alg.run(x, weight, bias, p)
-                best = min(best, time.perf_counter() - t0)
-            except (MemoryError, RuntimeError, ValueError):
-                best = float("inf")
-                break
-        times[alg.name] = best
-    if not times:
-        fail(p.fname, f"no registered algorithm can run this call on backend {backend!r}")
-    choice = min(times, key=times.get)
+            return _TUNED[key]
+        disk = _disk()
+        if disk.directory not in _DISK_LOADED:
+            _DISK_LOADED.add(disk.directory)
+            for k, record in disk.load(key_prefix()).items():
+                if isinstance(record.get("times_s"), dict):
+                    _TUNED.setdefault(k, (record, "autotune cache"))
+        return _TUNED.get(key, (None, ""))
+
+
+def time_algorithm(alg, p: ConvParams, backend: str, x, weight, bias, repeat: int,
+                   bound: float) -> float:
+    """Seconds of one call (best of ``repeat`` after a warm-up run; CUDA events on the
+    GPU). A candidate already over ``bound`` (twice the best so far) after its first
+    timed run is not timed again. Each run makes a fresh output, so nothing carries
+    over between runs."""
+    run = (lambda: alg.run(x, weight, bias, p))
+    clock = timing.gpu_times if backend == "cuda" else timing.cpu_times
+    first = min(clock(run, 1, warmup=1))
+    if first > bound or repeat <= 1:
+        return first
+    return min([first] + clock(run, repeat - 1, warmup=0))
+
+
+def measure(p: ConvParams, backend: str, x, weight, bias, cands: list[Candidate],
+            repeat: int = 3) -> dict:
+    """Seconds per usable candidate, cheapest estimate first; a candidate that raises
+    (compile error, out of memory, anything) scores infinity."""
+    times: dict = {}
+    best = float("inf")
+    for c in sorted((c for c in cands if c.usable), key=lambda c: c.estimate_s):
+        alg = registry.get("conv", backend, c.name)
+        try:
+            t = time_algorithm(alg, p, backend, x, weight, bias, repeat, 2 * best)
+        except Exception:  # noqa: BLE001 - a failing candidate loses, it does not crash
+            t = float("inf")
+        times[c.name] = t
+        best = min(best, t)
+    return times
+
+
+def autotune(p: ConvParams, backend: str, x, weight, bias,
+             workspace_limit: Optional[int] = None, repeat: int = 3) -> str:
+    """The measured-fastest algorithm for this call signature: from memory, else from
+    the disk cache, else timed now (and stored in both)."""
+    cands = candidates(p, backend, weight, workspace_limit)
+    key = tune_key(p, backend, cands, workspace_limit)
     with _TUNE_LOCK:
-        _TUNED.setdefault(key, (choice, times))
-        return _TUNED[key][0]
+        record, _ = _lookup(key)
+        if record is not None:
+            return record["choice"]
+        if not any(c.usable for c in cands):
+            fail(p.fname, f"{choose(cands).why} on backend {backend!r}")
+        times = measure(p, backend, x, weight, bias, cands, repeat)
+        finite = {k: v for k, v in times.items() if v != float("inf")}
+        if not finite:
+            fail(p.fname, f"autotune: every candidate failed on backend {backend!r} "
+                          f"({', '.join(times)})", RuntimeError)
+        record = dict(choice=min(finite, key=finite.get),
+                      times_s={k: (None if v == float("inf") else v)
+                               for k, v in times.items()},
+                      date=datetime.datetime.now(datetime.timezone.utc)
+                      .isoformat(timespec="seconds"),
+                      host=platform.node())
+        _TUNED[key] = (record, "autotune")
+        _disk().store(key, record, key_prefix())
+        return record["choice"]

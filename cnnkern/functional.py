@@ -5,6 +5,8 @@ the registered algorithm -> the result in the caller's array kind.
 """
 from __future__ import annotations
 
+import threading
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -76,15 +78,41 @@ def check_bias(fname: str, bias, channels: int):
                     f"channel), but got bias of shape {tuple(bias.shape)}")
 
 
-def _pick(p: ConvParams, algo, backend: str, x, w, bias):
+_WARNED_LIMIT: set = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def _warn_excluded(p: ConvParams, backend: str, choice: dispatch.Choice, limit) -> None:
+    """Once per call signature: the workspace limit excluded the best estimate."""
+    key = (backend, p, limit)
+    with _WARNED_LOCK:
+        if key in _WARNED_LIMIT:
+            return
+        _WARNED_LIMIT.add(key)
+    ex = choice.excluded
+    warnings.warn(f"{p.fname}: {ex.name} would be fastest by the cost model "
+                  f"(estimated {ex.estimate_s * 1e3:.3f} ms) but needs "
+                  f"{ex.workspace_bytes} bytes of workspace, over workspace_limit={limit}; "
+                  f"running {choice.name} instead", dispatch.PerformanceWarning, stacklevel=5)
+
+
+def _pick(p: ConvParams, algo, backend: str, x, w, bias, limit=None):
     if not isinstance(algo, str):
         fail(p.fname, f"expected algo to be a string, but got {algo!r}", TypeError)
-    if algo == "auto":
-        return registry.get("conv", backend, dispatch.select(p, backend, w))
-    if algo == "autotune":
-        if p.batch == 0:
-            return registry.get("conv", backend, dispatch.select(p, backend, w))
-        return registry.get("conv", backend, dispatch.autotune(p, backend, x, w, bias))
+    if algo == "auto" and dispatch.get_autotune() and p.batch > 0:
+        algo = "autotune"
+    if algo in ("auto", "autotune"):
+        cands = dispatch.candidates(p, backend, w, limit)
+        choice = dispatch.choose(cands)
+        if choice.name is None:
+            fail(p.fname, f"{choice.why} on backend {backend!r}"
+                          + (f" (workspace_limit={limit})" if limit is not None else ""))
+        if choice.excluded is not None:
+            _warn_excluded(p, backend, choice, limit)
+        name = choice.name
+        if algo == "autotune" and p.batch > 0:
+            name = dispatch.autotune(p, backend, x, w, bias, limit)
+        return registry.get("conv", backend, name)
     alg = registry.get("conv", backend, algo)
     able = [a.name for a in registry.algorithms("conv", backend) if a.check(p, w) is None]
     if alg is None:
@@ -92,25 +120,49 @@ def _pick(p: ConvParams, algo, backend: str, x, w, bias):
         fail(p.fname, f"algo={algo!r} is unknown on backend {backend!r}; known: "
                       f"{', '.join(known)}; able to run this call: {', '.join(able)}")
     reason = alg.check(p, w)
+    if reason is None and limit is not None and alg.workspace_bytes(p) > limit:
+        reason = f"it needs {alg.workspace_bytes(p)} bytes of workspace, over " \
+                 f"workspace_limit={limit}"
+        able = [n for n in able if registry.get("conv", backend, n).workspace_bytes(p) <= limit]
     if reason is not None:
         fail(p.fname, f"algo={algo!r} cannot run this call: {reason}; algorithms that "
                       f"can: {', '.join(able)}")
     return alg
 
 
-def run_conv(p: ConvParams, x, w, bias, algo="auto", backend: str = "numpy"):
-    """Run a validated forward convolution on backend arrays."""
-    alg = _pick(p, algo, backend, x, w, bias)
+def run_conv(p: ConvParams, x, w, bias, algo="auto", backend: str = "numpy",
+             workspace_limit=None):
+    """Run a validated forward convolution on backend arrays.
+
+    With ``algo`` "auto" or "autotune", an out-of-memory error falls back to the other
+    algorithms that can run the call, least workspace first, with a
+    ``PerformanceWarning``; a named algorithm's error is raised as it is.
+    """
+    alg = _pick(p, algo, backend, x, w, bias, workspace_limit)
     if p.batch == 0:
         return array_module(x).zeros(p.output_shape, dtype=p.dtype)
-    if backend == "cuda":
-        with x.device:
+    tried = []
+    while True:
+        try:
+            if backend == "cuda":
+                with x.device:
+                    return alg.run(x, w, bias, p)
             return alg.run(x, w, bias, p)
-    return alg.run(x, w, bias, p)
+        except Exception as exc:
+            if algo not in ("auto", "autotune") or not dispatch.is_out_of_memory(exc):
+                raise
+            tried.append(alg.name)
+            rest = [n for n in dispatch.fallbacks(p, backend, w, workspace_limit, alg.name)
+                    if n not in tried]
+            if not rest:
+                raise
+            warnings.warn(f"{p.fname}: {alg.name} ran out of memory ({exc}); falling back "
+                          f"to {rest[0]}", dispatch.PerformanceWarning, stacklevel=3)
+            alg = registry.get("conv", backend, rest[0])
 
 
 def _conv(fname, nd, input, weight, bias, stride, padding, dilation, groups,
-          padding_mode, algo, backend):
+          padding_mode, algo, backend, workspace_limit):
     kind = common_kind(fname, input=input, weight=weight, bias=bias)
     backend = resolve_backend(fname, kind, backend)
     a = backend_arrays(fname, backend, input=input, weight=weight, bias=bias)
@@ -120,19 +172,22 @@ def _conv(fname, nd, input, weight, bias, stride, padding, dilation, groups,
                          padding=padding, dilation=dilation, groups=groups,
                          padding_mode=padding_mode, dtype=dtype)
     check_bias(fname, a["bias"], p.out_channels)
-    y = run_conv(p, x, a["weight"], a["bias"], algo, backend)
+    limit = dispatch.effective_limit(fname, workspace_limit)
+    y = run_conv(p, x, a["weight"], a["bias"], algo, backend, limit)
     return wrap(y[0] if unbatched else y, kind)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           padding_mode="zeros", algo="auto", backend=None):
+           padding_mode="zeros", algo="auto", backend=None,
+           workspace_limit=None):
     """1-D convolution (cross-correlation) over ``(N, C_in, L)``; see :func:`conv2d`."""
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, algo, backend)
+                 padding_mode, algo, backend, workspace_limit)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           padding_mode="zeros", algo="auto", backend=None):
+           padding_mode="zeros", algo="auto", backend=None,
+           workspace_limit=None):
     """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
 
     input ``(N, C_in, H, W)`` (or unbatched ``(C_in, H, W)``), weight
@@ -143,19 +198,21 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ``"autotune"`` or an algorithm name (see :func:`supported_algorithms`).
     """
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, algo, backend)
+                 padding_mode, algo, backend, workspace_limit)
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           padding_mode="zeros", algo="auto", backend=None):
+           padding_mode="zeros", algo="auto", backend=None,
+           workspace_limit=None):
     """3-D convolution (cross-correlation) over ``(N, C_in, D, H, W)``; see :func:`conv2d`."""
     return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, algo, backend)
+                 padding_mode, algo, backend, workspace_limit)
 
 
 # ---- transposed convolution = input gradient ---------------------------------------
 
-def input_grad(p: ConvParams, w, grad_output, algo="auto", backend="numpy"):
+def input_grad(p: ConvParams, w, grad_output, algo="auto", backend="numpy",
+               workspace_limit=None):
     """dL/dx of the forward convolution ``p``, as a stride-1 convolution.
 
     Seed section 4.1's h(K, G, s): the gradient is spread by the stride (zeros between
@@ -189,11 +246,11 @@ def input_grad(p: ConvParams, w, grad_output, algo="auto", backend="numpy"):
     wt = wt[(Ellipsis,) + (slice(None, None, -1),) * nd]
     q = ConvParams.build(p.fname, nd, z.shape, wt.shape, stride=1, padding=tuple(pads),
                          dilation=p.dilation, groups=g, dtype=p.dtype)
-    return run_conv(q, z, wt, None, algo, backend)
+    return run_conv(q, z, wt, None, algo, backend, workspace_limit)
 
 
 def _conv_transpose(fname, nd, input, weight, bias, stride, padding, output_padding,
-                    groups, dilation, algo, backend):
+                    groups, dilation, algo, backend, workspace_limit):
     kind = common_kind(fname, input=input, weight=weight, bias=bias)
     backend = resolve_backend(fname, kind, backend)
     a = backend_arrays(fname, backend, input=input, weight=weight, bias=bias)
@@ -203,25 +260,29 @@ def _conv_transpose(fname, nd, input, weight, bias, stride, padding, output_padd
                          padding=padding, output_padding=output_padding, groups=groups,
                          dilation=dilation, dtype=dtype)
     check_bias(fname, a["bias"], p.in_channels)
+    limit = dispatch.effective_limit(fname, workspace_limit)
     if p.batch == 0:
-        _pick(p, algo, backend, None, a["weight"], None)
+        _pick(p, algo, backend, None, a["weight"], None, limit)
         y = array_module(x).zeros(p.input_shape, dtype=dtype)
     else:
-        y = input_grad(p, a["weight"], x, algo, backend)
+        y = input_grad(p, a["weight"], x, algo, backend, limit)
         if a["bias"] is not None:
             y = y + a["bias"].reshape((1, -1) + (1,) * nd).astype(dtype)
     return wrap(y[0] if unbatched else y, kind)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                     groups=1, dilation=1, *, algo="auto", backend=None):
+                     groups=1, dilation=1, *, algo="auto", backend=None,
+                     workspace_limit=None):
     """1-D transposed convolution; see :func:`conv_transpose2d`."""
     return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation, algo, backend)
+                           output_padding, groups, dilation, algo, backend,
+                           workspace_limit)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                     groups=1, dilation=1, *, algo="auto", backend=None):
+                     groups=1, dilation=1, *, algo="auto", backend=None,
+                     workspace_limit=None):
     """2-D transposed convolution, as ``torch.nn.functional.conv_transpose2d``.
 
     weight ``(C_in, C_out / groups, kH, kW)``. It is the input gradient of the forward
@@ -229,14 +290,17 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     algorithm of that stride-1 convolution.
     """
     return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation, algo, backend)
+                           output_padding, groups, dilation, algo, backend,
+                           workspace_limit)
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                     groups=1, dilation=1, *, algo="auto", backend=None):
+                     groups=1, dilation=1, *, algo="auto", backend=None,
+                     workspace_limit=None):
     """3-D transposed convolution; see :func:`conv_transpose2d`."""
     return _conv_transpose("conv_transpose3d", 3, input, weight, bias, stride, padding,
-                           output_padding, groups, dilation, algo, backend)
+                           output_padding, groups, dilation, algo, backend,
+                           workspace_limit)
 
 
 # ---- questions about a call --------------------------------------------------------
@@ -259,19 +323,25 @@ def _params_for(fname, input, weight, stride, padding, dilation, groups, padding
 
 
 def supported_algorithms(input, weight, stride=1, padding=0, dilation=1, groups=1, *,
-                         padding_mode="zeros", backend=None) -> list[str]:
-    """Names of the algorithms that can run this convolution on that backend."""
+                         padding_mode="zeros", backend=None,
+                         workspace_limit=None) -> list[str]:
+    """Names of the algorithms that can run this convolution on that backend (within
+    ``workspace_limit`` bytes of workspace when one is given)."""
     p, w, backend = _params_for("supported_algorithms", input, weight, stride, padding,
                                 dilation, groups, padding_mode, backend)
-    return [a.name for a in registry.algorithms("conv", backend) if a.check(p, w) is None]
+    limit = dispatch.check_workspace_limit("supported_algorithms", workspace_limit)
+    return [c.name for c in dispatch.candidates(p, backend, w, limit) if c.usable]
 
 
 def explain(input, weight, stride=1, padding=0, dilation=1, groups=1, *,
-            padding_mode="zeros", backend=None) -> dispatch.Explanation:
-    """Every candidate algorithm with its reason or estimated cost, the choice and why.
+            padding_mode="zeros", backend=None, workspace_limit=None) -> dispatch.Explanation:
+    """Every candidate algorithm with its reason, or its estimated cost and workspace
+    (and measured time once autotuned), the choice and why.
 
-    ``str()`` of the result is a readable report.
+    ``str()`` of the result is a readable report, ``.as_dict()`` the same as data. The
+    workspace limit is the per-call one if given, else the global one.
     """
     p, w, backend = _params_for("explain", input, weight, stride, padding, dilation,
                                 groups, padding_mode, backend)
-    return dispatch.explain(p, backend, w)
+    return dispatch.explain(p, backend, w, dispatch.effective_limit("explain",
+                                                                    workspace_limit))

@@ -6,6 +6,7 @@ output positions in a fixed order (g(G, V, s)), so it is deterministic.
 """
 from __future__ import annotations
 
+from . import dispatch
 from .arrays import common_kind, wrap
 from .functional import backend_arrays, input_grad, only_algorithm, resolve_backend
 from .params import ConvParams, check_dtypes, fail
@@ -33,7 +34,7 @@ def _check_grad_output(p, gy):
 
 
 def _input(fname, nd, input_size, weight, grad_output, stride, padding, dilation, groups,
-           algo, backend):
+           algo, backend, workspace_limit):
     kind = common_kind(fname, weight=weight, grad_output=grad_output)
     backend = resolve_backend(fname, kind, backend)
     a = backend_arrays(fname, backend, weight=weight, grad_output=grad_output)
@@ -42,7 +43,8 @@ def _input(fname, nd, input_size, weight, grad_output, stride, padding, dilation
                          a["weight"].shape, stride=stride, padding=padding,
                          dilation=dilation, groups=groups, dtype=dtype)
     _check_grad_output(p, a["grad_output"])
-    return wrap(input_grad(p, a["weight"], a["grad_output"], algo, backend), kind)
+    limit = dispatch.effective_limit(fname, workspace_limit)
+    return wrap(input_grad(p, a["weight"], a["grad_output"], algo, backend, limit), kind)
 
 
 def _weight(fname, nd, input, weight_size, grad_output, stride, padding, dilation,
@@ -60,24 +62,24 @@ def _weight(fname, nd, input, weight_size, grad_output, stride, padding, dilatio
 
 
 def conv1d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1,
-                 groups=1, *, algo="auto", backend=None):
+                 groups=1, *, algo="auto", backend=None, workspace_limit=None):
     """Gradient of conv1d with respect to its input (shape ``input_size``)."""
     return _input("conv1d_input", 1, input_size, weight, grad_output, stride, padding,
-                  dilation, groups, algo, backend)
+                  dilation, groups, algo, backend, workspace_limit)
 
 
 def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1,
-                 groups=1, *, algo="auto", backend=None):
+                 groups=1, *, algo="auto", backend=None, workspace_limit=None):
     """Gradient of conv2d with respect to its input, as ``torch.nn.grad.conv2d_input``."""
     return _input("conv2d_input", 2, input_size, weight, grad_output, stride, padding,
-                  dilation, groups, algo, backend)
+                  dilation, groups, algo, backend, workspace_limit)
 
 
 def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1,
-                 groups=1, *, algo="auto", backend=None):
+                 groups=1, *, algo="auto", backend=None, workspace_limit=None):
     """Gradient of conv3d with respect to its input (shape ``input_size``)."""
     return _input("conv3d_input", 3, input_size, weight, grad_output, stride, padding,
-                  dilation, groups, algo, backend)
+                  dilation, groups, algo, backend, workspace_limit)
 
 
 def conv1d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1,

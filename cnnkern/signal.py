@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import dispatch
 from .arrays import array_module, common_kind, wrap
 from .functional import backend_arrays, resolve_backend, run_conv
 from .params import ConvParams, fail
@@ -68,7 +69,7 @@ def _correlate(fname, in1, in2, mode, boundary, fillvalue, flip, backend):
     xb = x.astype(dt, copy=False)[None, None]
     wb = k.astype(dt, copy=False)[None, None]
     p = ConvParams.build(fname, 2, xb.shape, wb.shape, dtype=dt)
-    y = run_conv(p, xb, wb, None, "auto", backend)[0, 0]
+    y = run_conv(p, xb, wb, None, "auto", backend, dispatch.get_workspace_limit())[0, 0]
     if swapped and not flip:
         y = y[::-1, ::-1]
     return wrap(array_module(y).ascontiguousarray(y), kind)

@@ -25,6 +25,19 @@ def poison_outputs(monkeypatch):
     monkeypatch.setattr(cuda_module, "POISON", True)
 
 
+@pytest.fixture(autouse=True)
+def fresh_dispatch_state(tmp_path, monkeypatch):
+    """Each test: an empty autotune cache in its own directory (never the user's), and
+    the global settings back to their defaults afterwards."""
+    from cnnkern import dispatch
+    monkeypatch.setenv("CNNKERN_CACHE_DIR", str(tmp_path / "cnnkern-cache"))
+    dispatch.set_cache_dir(tmp_path / "cnnkern-cache")
+    yield
+    dispatch.set_autotune(False)
+    dispatch.set_workspace_limit(None)
+    dispatch.set_cache_dir(None)
+
+
 @pytest.fixture
 def rng(request):
     """A generator seeded from the test's id (fixed, different per test), printed."""

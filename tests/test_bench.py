@@ -108,6 +108,8 @@ def test_cli_run_writes_a_valid_document(small_run):
     schema.validate(doc)
     assert doc["settings"]["layers"] == ["lenet5/c3", "inception_v3/1x7"]
     assert doc["settings"]["batch"] == 1 and doc["settings"]["repeat"] == 2
+    assert not doc["settings"]["autotune"] and doc["summary"]["autotune_fastest"] is None
+    assert all(r["autotune"] is None for r in doc["layers"])
     assert doc["device"]["kind"] == "cpu" and doc["device"]["backend"] in ("numpy", "numba")
     assert doc["command"].startswith("cnnkern bench --layers lenet5/c3,inception_v3/1x7")
     for row in doc["layers"]:
@@ -161,6 +163,19 @@ def test_plain_table_and_no_compare(capsys):
     assert re.search(r"^lenet5/c3\s+direct\s+\d", out, re.M)
     assert re.search(r"^\s+im2col\s+\d.*auto", out, re.M)
     assert "fft" not in out and "no peer comparison" in out
+
+
+def test_autotune_picks_are_recorded(tmp_path, capsys):
+    js = tmp_path / "r.json"
+    code, out, _ = run_cli(SMALL + ["--no-compare", "--autotune", "--plain", "--json",
+                                    str(js)], capsys)
+    doc = schema.validate(json.loads(js.read_text()))
+    row, s = doc["layers"][0], doc["summary"]
+    assert code == 0 and doc["settings"]["autotune"]
+    assert row["autotune"] in {a["name"] for a in row["algorithms"] if a["status"] == "ok"}
+    assert s["autotune_fastest"] == int(row["autotune"] == row["best"])
+    assert f"autotune picked the fastest on {s['autotune_fastest']} of 1 layers" in out
+    assert re.search(r"\s(fastest, )?(auto, )?autotune$", out, re.M)
 
 
 def test_float64_and_batch(tmp_path, capsys):

@@ -1,9 +1,11 @@
 """The dispatcher: pure choices from a table, explain, autotune, forced algorithms."""
+import re
+
 import numpy as np
 import pytest
 
 import cnnkern as ck
-from cnnkern import dispatch
+from cnnkern import dispatch, registry
 from cnnkern.params import ConvParams
 from cnnkern.suites import SUITES
 
@@ -12,22 +14,41 @@ def P(x, w, **kw):
     return ConvParams.build("conv", len(x) - 2, x, w, dtype=np.float32, **kw)
 
 
-# (input shape, weight shape, params) -> what the CPU rules pick; measured fastest on the
-# 2-core machine in the calibration runs of docs/dispatch.md
+# (input shape, weight shape, params) -> what the CPU rules pick and the runner-up the
+# reason names; measured fastest (or within 10%) on the 2-core machine in the runs of
+# docs/dispatch.md
 TABLE = [
-    ((1, 64, 56, 56), (64, 64, 1, 1), {}, "im2col"),                    # 1x1 is one GEMM
-    ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "im2col"),
-    ((1, 96, 56, 56), (96, 1, 7, 7), dict(padding=3, groups=96), "fft"),  # ConvNeXt dw 7x7
-    ((1, 16, 16384), (16, 16, 255), dict(padding=127), "fft"),           # long 1-D kernel
-    ((1, 1, 65536), (64, 1, 1024), {}, "fft"),
-    ((1, 512, 33, 33), (256, 512, 3, 3), dict(padding=6, dilation=6), "im2col"),
-    ((1, 3, 224, 224), (96, 3, 11, 11), dict(stride=4, padding=2), "im2col"),
+    ((1, 64, 56, 56), (64, 64, 1, 1), {}, "im2col", None),           # 1x1 is one GEMM
+    ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "im2col", "winograd_f4x4_3x3"),
+    ((1, 96, 56, 56), (96, 1, 7, 7), dict(padding=3, groups=96), "fft", "im2col"),
+    ((1, 128, 56, 56), (128, 1, 31, 31), dict(padding=15, groups=128), "fft", "im2col"),
+    ((1, 16, 16384), (16, 16, 255), dict(padding=127), "fft", None),  # long 1-D kernel
+    ((1, 1, 65536), (64, 1, 1024), {}, "fft", None),
+    ((1, 16, 64), (16, 16, 3), dict(padding=1), "im2col", "winograd_f2_3"),
+    ((1, 512, 33, 33), (256, 512, 3, 3), dict(padding=6, dilation=6), "im2col", None),
+    ((1, 3, 224, 224), (96, 3, 11, 11), dict(stride=4, padding=2), "im2col", None),
+    ((2, 8, 6, 6, 6), (8, 8, 3, 3, 3), dict(padding=1), "im2col", "fft"),
 ]
 
 
-@pytest.mark.parametrize("xs,ws,kw,expected", TABLE)
-def test_rule_table(xs, ws, kw, expected):
-    assert dispatch.select(P(xs, ws, **kw), "numpy") == expected
+@pytest.mark.parametrize("xs,ws,kw,expected,runner_up", TABLE)
+def test_rule_table(xs, ws, kw, expected, runner_up):
+    p = P(xs, ws, **kw)
+    assert dispatch.select(p, "numpy") == expected
+    choice = dispatch.choose(dispatch.candidates(p, "numpy"))
+    assert choice.name == expected and choice.why.startswith("lowest estimated time (")
+    if runner_up:
+        assert f"; next {runner_up} at " in choice.why
+
+
+def test_rule_with_weights_and_limits(rng):
+    w = (rng.standard_normal((4, 1, 9, 1)) * rng.standard_normal((4, 1, 1, 9)))
+    p = P((1, 4, 256, 256), w.shape, padding=4, groups=4)
+    assert dispatch.select(p, "numpy", w) == "separable"        # rank-1 filters
+    assert dispatch.select(p, "numpy") == "fft"                 # values unknown
+    choice = dispatch.choose(dispatch.candidates(p, "numpy", w, workspace_limit=0))
+    assert choice.name == "direct" and choice.excluded.name == "separable"
+    assert "separable (estimated" in choice.why and "over the workspace limit" in choice.why
 
 
 def test_select_is_pure_and_never_runs_anything():
@@ -64,6 +85,42 @@ def test_separable_needs_weights_and_is_considered_with_them(rng):
     p = P(x.shape, w.shape, padding=4, groups=4)
     assert "needs the weight values" in next(
         c.reason for c in dispatch.candidates(p, "numpy") if c.name == "separable")
+
+
+def _family_calls(rng):
+    """A call each numpy algorithm can run."""
+    rank1 = rng.standard_normal((2, 1, 5, 1)) * rng.standard_normal((2, 1, 1, 5))
+    return {
+        "direct": ((1, 2, 9, 9), rng.standard_normal((2, 2, 3, 3)), dict(stride=2)),
+        "im2col": ((1, 2, 9, 9), rng.standard_normal((2, 2, 3, 3)), dict(stride=2)),
+        "fft": ((1, 2, 20, 20), rng.standard_normal((2, 2, 9, 9)), {}),
+        "winograd_f2x2_3x3": ((1, 2, 8, 8), rng.standard_normal((2, 2, 3, 3)), {}),
+        "winograd_f4x4_3x3": ((1, 2, 8, 8), rng.standard_normal((2, 2, 3, 3)), {}),
+        "winograd_f2_3": ((1, 2, 8), rng.standard_normal((2, 2, 3)), {}),
+        "winograd_f4_3": ((1, 2, 8), rng.standard_normal((2, 2, 3)), {}),
+        "separable": ((1, 2, 12, 12), rank1, dict(groups=2)),
+    }
+
+
+def test_explain_covers_every_algorithm_family(rng):
+    calls = _family_calls(rng)
+    assert set(calls) == {a.name for a in registry.algorithms("conv", "numpy")}
+    for name, (xs, w, kw) in calls.items():
+        x = rng.standard_normal(xs)
+        e = ck.explain(x, w, **kw)
+        line = next(line for line in str(e).splitlines() if line.split()[:1] == [name])
+        assert "estimated" in line and "MiB" in line, (name, line)
+        assert name in ck.supported_algorithms(x, w, **kw)
+        d = e.as_dict()
+        assert d["choice"] == e.choice and d["source"] == "rules"
+        cand = next(c for c in d["candidates"] if c["name"] == name)
+        assert cand["reason"] is None and cand["estimate_s"] > 0
+    # and each says why it cannot run a call outside its reach
+    x = rng.standard_normal((1, 2, 9, 9))
+    text = str(ck.explain(x, rng.standard_normal((2, 2, 4, 4)), stride=2))
+    for name in ("winograd_f2x2_3x3", "winograd_f4x4_3x3", "winograd_f2_3",
+                 "winograd_f4_3", "separable"):
+        assert re.search(rf"{name}\s+cannot run: \S", text), name
 
 
 def test_explain_report(rng):

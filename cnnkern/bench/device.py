@@ -8,7 +8,6 @@ The source of the figures goes into the results file.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from typing import Optional
@@ -17,6 +16,7 @@ import numpy as np
 
 from .. import registry
 from ..arrays import NUMPY, default_backend
+from ..machine import cpu_name, cpu_threads
 
 #: name substring -> (FP32 FLOP/s, FP64 FLOP/s, bytes/s), datasheet figures
 GPU_DATASHEETS = {
@@ -60,24 +60,6 @@ def pick(requested: str, dtype: np.dtype) -> Device:
     return _cpu(dtype)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _best_seconds(fn, repeat: int, sync=lambda: None) -> float:
     fn()
     sync()
@@ -104,7 +86,7 @@ def measure_roofs(xp, dtype, sync=lambda: None, n: int = 2048, copy_mib: int = 2
 
 def _cpu(dtype) -> Device:
     flops, bw = measure_roofs(np, dtype)
-    return Device("cpu", _cpu_name(), default_backend(NUMPY), cpu_threads(),
+    return Device("cpu", cpu_name(), default_backend(NUMPY), cpu_threads(),
                   cores=os.cpu_count(), peak_gflops=flops / 1e9, peak_gbps=bw / 1e9,
                   roof_source=f"measured: best of 5 NumPy {np.dtype(dtype).name} 2048^3 "
                               f"matmuls and 256 MiB copies")

@@ -38,10 +38,12 @@ def _note(row: dict, entry: dict, is_peer: bool) -> str:
     if is_peer:
         return entry.get("label", "")
     notes = []
-    if entry["name"] == row["auto"]:
-        notes.append("auto (fastest)" if row["auto_is_fastest"] else "auto")
-    elif entry["name"] == row["best"]:
+    if entry["name"] == row["best"]:
         notes.append("fastest")
+    if entry["name"] == row["auto"]:
+        notes.append("auto")
+    if entry["name"] == row.get("autotune"):
+        notes.append("autotune")
     return ", ".join(notes)
 
 
@@ -89,6 +91,9 @@ def footer(doc: dict) -> list:
         lines.append("no peer comparison (--no-compare, or torch not installed)")
     lines.append(f"auto picked the fastest on {s['auto_fastest']} of {s['auto_timed']} "
                  f"layers, within 10% on {s['auto_within_10pct']}")
+    if s["autotune_fastest"] is not None:
+        lines.append(f"autotune picked the fastest on {s['autotune_fastest']} of "
+                     f"{s['layers']} layers, within 10% on {s['autotune_within_10pct']}")
     if s["wrong"]:
         lines.append(f"WRONG results (not timed): {', '.join(s['wrong'])}")
     if s["failed"]:

@@ -20,10 +20,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .. import __version__, dispatch, registry
+from .. import __version__, dispatch, registry, timing
 from ..params import ConvParams
 from ..suites import QUICK, SUITES, layer as suite_layer
-from . import peers, timing
+from . import peers
 from .device import Device
 from .schema import SCHEMA
 
@@ -166,7 +166,7 @@ def tolerance(alg, dtype) -> float:
 
 
 def _run_layer(lay: LayerCase, device: Device, dtype, repeat, budget, algos, compare,
-               tick) -> dict:
+               tick, autotune=False) -> dict:
     p = lay.p
     row = lay.describe()
     row["reference"] = "numpy direct, float64, first sample of the batch"
@@ -203,8 +203,23 @@ def _run_layer(lay: LayerCase, device: Device, dtype, repeat, budget, algos, com
                                   to_host=lambda y: peers.to_numpy(y[:1])))
             row["peers"].append(entry)
     _ratios(row, device)
+    row["autotune"] = row["autotune_vs_best"] = None
+    if autotune:
+        tick(f"{lay.id} autotune", False)
+        row["autotune"] = _autotune_pick(lay, device, algos)
+        entry = next((a for a in row["algorithms"] if a["name"] == row["autotune"]), {})
+        row["autotune_vs_best"] = entry.get("vs_best")
     tick(lay.id, True)
     return row
+
+
+def _autotune_pick(lay: LayerCase, device: Device, algos) -> Optional[str]:
+    """What ``algo="autotune"`` would choose, timed afresh (no cache, in or out)."""
+    cands = [c for c in dispatch.candidates(lay.p, device.backend, lay.w)
+             if not algos or c.name in algos]
+    times = dispatch.measure(lay.p, device.backend, lay.x, lay.w, None, cands)
+    finite = {k: v for k, v in times.items() if v != float("inf")}
+    return min(finite, key=finite.get) if finite else None
 
 
 def _ratios(row: dict, device: Device) -> None:
@@ -233,7 +248,11 @@ def _geomean(values) -> Optional[float]:
 
 def summarize(rows: list) -> dict:
     picks = [r for r in rows if r["auto_vs_best"] is not None]
+    tuned = [r for r in rows if r["autotune_vs_best"] is not None]
     return dict(
+        autotune_fastest=sum(r["autotune"] == r["best"] for r in tuned) if tuned else None,
+        autotune_within_10pct=sum(r["autotune_vs_best"] >= 1 / 1.1 for r in tuned)
+        if tuned else None,
         layers=len(rows),
         geomean_best_vs_peer=_geomean(r["best_vs_peer"] for r in rows),
         auto_fastest=sum(r["auto_is_fastest"] for r in picks),
@@ -285,11 +304,12 @@ def _commit() -> Optional[str]:
 
 def run_suite(chosen: list, device: Device, dtype, batch: int, repeat: int,
               algos=(), compare: bool = True, seed: int = 0, command: str = "",
-              progress=None, budget: float = 2.0) -> dict:
+              progress=None, budget: float = 2.0, autotune: bool = False) -> dict:
     """Run the layers ``chosen`` (from ``select_layers``); return the results document.
 
     On the CPU a measurement whose checked run took longer than ``budget / repeat``
     seconds gets ``budget / that`` timed runs (at least one; ``runs`` in the entry).
+    ``autotune`` also records what ``algo="autotune"`` picks, timed afresh.
     ``progress(total_layers)``, if given, returns ``tick(label, layer_done)``, called
     before each measurement and after each layer."""
     dtype = np.dtype(dtype)
@@ -300,7 +320,7 @@ def run_suite(chosen: list, device: Device, dtype, batch: int, repeat: int,
     for suite, layer in chosen:
         lay = LayerCase(suite, layer, device, dtype, batch, rng)
         rows.append(_run_layer(lay, device, dtype, repeat, budget, set(algos), compare,
-                               tick))
+                               tick, autotune))
         del lay
     return dict(
         schema=SCHEMA,
@@ -309,7 +329,7 @@ def run_suite(chosen: list, device: Device, dtype, batch: int, repeat: int,
         device=device.as_json(), versions=_versions(),
         settings=dict(layers=[f"{s}/{layer.name}" for s, layer in chosen], dtype=dtype.name,
                       batch=batch, repeat=repeat, budget_s=budget, seed=seed,
-                      compare=compare,
+                      compare=compare, autotune=autotune,
                       algorithms=sorted(algos) if algos else None,
                       peer=peers.PRIMARY[device.kind] if compare else None),
         layers=rows, summary=summarize(rows))

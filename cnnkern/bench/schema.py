@@ -12,12 +12,13 @@ SCHEMA = "cnnkern-bench/1"
 NUM = (int, float)
 OPT_NUM = (int, float, type(None))
 OPT_STR = (str, type(None))
+OPT_INT = (int, type(None))
 
 DEVICE = dict(kind=str, name=str, backend=str, threads=int, cores=(int, type(None)),
               sm_count=(int, type(None)), peak_gflops=NUM, peak_gbps=NUM, roof_source=str)
 
 SETTINGS = dict(layers=[str], dtype=str, batch=int, repeat=int, budget_s=NUM, seed=int,
-                compare=bool, algorithms=(list, type(None)), peer=OPT_STR)
+                compare=bool, autotune=bool, algorithms=(list, type(None)), peer=OPT_STR)
 
 #: fields of an algorithm or peer entry, by status
 ENTRY = dict(name=str, status=str)
@@ -34,10 +35,12 @@ LAYER = dict(id=str, suite=str, name=str, input_shape=[int], weight_shape=[int],
              output_shape=[int], stride=[int], padding=[[int]], dilation=[int], groups=int,
              gflop=NUM, mbytes=NUM, reference=str, auto=str, best=OPT_STR,
              auto_is_fastest=bool, auto_vs_best=OPT_NUM, best_vs_peer=OPT_NUM,
+             autotune=OPT_STR, autotune_vs_best=OPT_NUM,
              algorithms=[ENTRY], peers=[ENTRY])
 
 SUMMARY = dict(layers=int, geomean_best_vs_peer=OPT_NUM, auto_fastest=int,
-               auto_within_10pct=int, auto_timed=int, wrong=[str], failed=[str])
+               auto_within_10pct=int, auto_timed=int, autotune_fastest=OPT_INT,
+               autotune_within_10pct=OPT_INT, wrong=[str], failed=[str])
 
 DOCUMENT = dict(schema=str, date=str, command=str, commit=OPT_STR, cnnkern=str,
                 device=DEVICE, versions=dict, settings=SETTINGS, layers=[LAYER],

@@ -9,10 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
+
+from ..._sources import kernel_dir
 
 #: Set by the tests: fresh outputs start as NaN so an unwritten element cannot pass.
 POISON = False
@@ -24,16 +23,6 @@ CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 _LOCK = threading.Lock()
 _MODULES: dict = {}
-
-
-@lru_cache(maxsize=None)
-def kernel_dir() -> Path:
-    """``cnnkern/kernels`` in an installed wheel, else ``kernels/`` of the checkout."""
-    here = Path(__file__).resolve().parents[2]
-    for candidate in (here / "kernels", here.parent / "kernels"):
-        if (candidate / "common.cuh").is_file():
-            return candidate
-    raise FileNotFoundError(f"cnnkern: CUDA sources not found next to {here}")
 
 
 def source_hash(filename: str) -> str:
