@@ -1,4 +1,5 @@
 import os
+import tempfile
 import zlib
 
 import numpy as np
@@ -6,6 +7,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from cnnkern.backends.numpy import _common
+
+# nothing in the test session may touch the user's autotune cache
+os.environ["CNNKERN_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnkern-test-cache-")
 
 settings.register_profile(
     "default", max_examples=int(os.environ.get("CNNKERN_HYPOTHESIS_EXAMPLES", "150")),
