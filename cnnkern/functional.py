@@ -196,6 +196,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     (also with stride > 1, TensorFlow rule) or ``"full"``. ``padding_mode``:
     ``"zeros"``, ``"reflect"``, ``"replicate"``, ``"circular"``. ``algo``: ``"auto"``,
     ``"autotune"`` or an algorithm name (see :func:`supported_algorithms`).
+    ``workspace_limit``: bytes of scratch memory the algorithm may use (default: the
+    global :func:`cnnkern.set_workspace_limit`, else no limit); see docs/dispatch.md.
     """
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
                  padding_mode, algo, backend, workspace_limit)
