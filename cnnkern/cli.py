@@ -19,10 +19,6 @@ from . import registry
 from .suites import QUICK, SOURCES, SUITES
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors name the subcommand and exit with status 2."""
-
-
 def _progress(enabled: bool):
     """A factory for runner progress: a rich bar on a terminal, one line per layer on
     stderr otherwise, nothing when disabled."""
@@ -130,7 +126,7 @@ def _positive(text: str) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _Parser(prog="cnnkern", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cnnkern", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="check and time every algorithm on seed-network layers",
                        description=__doc__.split("\n\n")[1])

@@ -388,11 +388,20 @@ def measure(p: ConvParams, backend: str, x, weight, bias, cands: list[Candidate]
     return times
 
 
+def fastest(times: dict) -> Optional[str]:
+    """The name with the least finite time, None if every candidate failed."""
+    finite = {k: v for k, v in times.items() if v != float("inf")}
+    return min(finite, key=finite.get) if finite else None
+
+
 def autotune(p: ConvParams, backend: str, x, weight, bias,
-             workspace_limit: Optional[int] = None, repeat: int = 3) -> str:
+             workspace_limit: Optional[int] = None, repeat: int = 3,
+             cands: Optional[list] = None) -> str:
     """The measured-fastest algorithm for this call signature: from memory, else from
-    the disk cache, else timed now (and stored in both)."""
-    cands = candidates(p, backend, weight, workspace_limit)
+    the disk cache, else timed now (and stored in both). ``cands``: this call's
+    ``candidates`` if the caller has them already."""
+    if cands is None:
+        cands = candidates(p, backend, weight, workspace_limit)
     key = tune_key(p, backend, cands, workspace_limit)
     with _TUNE_LOCK:
         record, _ = _lookup(key)
@@ -401,11 +410,11 @@ def autotune(p: ConvParams, backend: str, x, weight, bias,
         if not any(c.usable for c in cands):
             fail(p.fname, f"{choose(cands).why} on backend {backend!r}")
         times = measure(p, backend, x, weight, bias, cands, repeat)
-        finite = {k: v for k, v in times.items() if v != float("inf")}
-        if not finite:
+        choice = fastest(times)
+        if choice is None:
             fail(p.fname, f"autotune: every candidate failed on backend {backend!r} "
                           f"({', '.join(times)})", RuntimeError)
-        record = dict(choice=min(finite, key=finite.get),
+        record = dict(choice=choice,
                       times_s={k: (None if v == float("inf") else v)
                                for k, v in times.items()},
                       date=datetime.datetime.now(datetime.timezone.utc)

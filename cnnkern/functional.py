@@ -111,23 +111,24 @@ def _pick(p: ConvParams, algo, backend: str, x, w, bias, limit=None):
             _warn_excluded(p, backend, choice, limit)
         name = choice.name
         if algo == "autotune" and p.batch > 0:
-            name = dispatch.autotune(p, backend, x, w, bias, limit)
+            name = dispatch.autotune(p, backend, x, w, bias, limit, cands=cands)
         return registry.get("conv", backend, name)
     alg = registry.get("conv", backend, algo)
-    able = [a.name for a in registry.algorithms("conv", backend) if a.check(p, w) is None]
-    if alg is None:
-        known = [a.name for a in registry.algorithms("conv", backend)]
-        fail(p.fname, f"algo={algo!r} is unknown on backend {backend!r}; known: "
-                      f"{', '.join(known)}; able to run this call: {', '.join(able)}")
-    reason = alg.check(p, w)
-    if reason is None and limit is not None and alg.workspace_bytes(p) > limit:
+    reason = None if alg is None else alg.check(p, w)
+    if alg is not None and reason is None and limit is not None \
+            and alg.workspace_bytes(p) > limit:
         reason = f"it needs {alg.workspace_bytes(p)} bytes of workspace, over " \
                  f"workspace_limit={limit}"
-        able = [n for n in able if registry.get("conv", backend, n).workspace_bytes(p) <= limit]
-    if reason is not None:
-        fail(p.fname, f"algo={algo!r} cannot run this call: {reason}; algorithms that "
-                      f"can: {', '.join(able)}")
-    return alg
+    if alg is not None and reason is None:
+        return alg
+    # only a failing request pays for listing the alternatives
+    cands = dispatch.candidates(p, backend, w, limit)
+    able = ", ".join(c.name for c in cands if c.usable)
+    if alg is None:
+        fail(p.fname, f"algo={algo!r} is unknown on backend {backend!r}; known: "
+                      f"{', '.join(c.name for c in cands)}; able to run this call: {able}")
+    fail(p.fname, f"algo={algo!r} cannot run this call: {reason}; algorithms that can: "
+                  f"{able}")
 
 
 def run_conv(p: ConvParams, x, w, bias, algo="auto", backend: str = "numpy",

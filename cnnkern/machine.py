@@ -27,17 +27,17 @@ def cpu_threads() -> int:
 
 
 @lru_cache(maxsize=None)
-def _gpu_name(device_id: int) -> str:
+def gpu_name(device_id: int) -> str:
+    """The board's name, e.g. "NVIDIA H100 80GB HBM3"."""
     import cupy as cp
-    props = cp.cuda.runtime.getDeviceProperties(device_id)
-    name = props["name"]
-    name = name.decode() if isinstance(name, bytes) else name
-    return f"{name} (sm_{cp.cuda.Device(device_id).compute_capability})"
+    name = cp.cuda.runtime.getDeviceProperties(device_id)["name"]
+    return name.decode() if isinstance(name, bytes) else name
 
 
 def device_name(backend: str) -> str:
     """The device a backend's calls run on now, as the autotune cache keys it."""
     if backend == "cuda":
         import cupy as cp
-        return _gpu_name(cp.cuda.Device().id)
+        dev = cp.cuda.Device()
+        return f"{gpu_name(dev.id)} (sm_{dev.compute_capability})"
     return f"{cpu_name()} ({cpu_threads()} threads)"

@@ -8,15 +8,14 @@ The source of the figures goes into the results file.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
 
-from .. import registry
+from .. import registry, timing
 from ..arrays import NUMPY, default_backend
-from ..machine import cpu_name, cpu_threads
+from ..machine import cpu_name, cpu_threads, gpu_name
 
 #: name substring -> (FP32 FLOP/s, FP64 FLOP/s, bytes/s), datasheet figures
 GPU_DATASHEETS = {
@@ -60,27 +59,16 @@ def pick(requested: str, dtype: np.dtype) -> Device:
     return _cpu(dtype)
 
 
-def _best_seconds(fn, repeat: int, sync=lambda: None) -> float:
-    fn()
-    sync()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def measure_roofs(xp, dtype, sync=lambda: None, n: int = 2048, copy_mib: int = 256):
-    """(FLOP/s of an n x n x n GEMM, bytes/s of a copy) with array module ``xp``."""
+def measure_roofs(xp, dtype, clock=timing.cpu_times, n: int = 2048, copy_mib: int = 256):
+    """(FLOP/s of an n x n x n GEMM, bytes/s of a copy) with array module ``xp``, each
+    the best of 5 runs of ``clock`` (``timing.gpu_times`` for CuPy)."""
     dtype = np.dtype(np.float32 if dtype == np.float16 else dtype)
     a = xp.ones((n, n), dtype=dtype)
     c = xp.empty((n, n), dtype=dtype)
-    gemm = _best_seconds(lambda: xp.matmul(a, a, out=c), 5, sync)
+    gemm = min(clock(lambda: xp.matmul(a, a, out=c), 5))
     src = xp.ones(copy_mib * 2**20 // 4, dtype=np.float32)
     dst = xp.empty_like(src)
-    copy = _best_seconds(lambda: xp.copyto(dst, src), 5, sync)
+    copy = min(clock(lambda: xp.copyto(dst, src), 5))
     return 2.0 * n ** 3 / gemm, 2.0 * src.nbytes / copy
 
 
@@ -95,8 +83,7 @@ def _cpu(dtype) -> Device:
 def _gpu(dtype) -> Device:
     import cupy as cp
     dev = cp.cuda.Device()
-    props = cp.cuda.runtime.getDeviceProperties(dev.id)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    name = gpu_name(dev.id)
     for key, (fp32, fp64, bw) in GPU_DATASHEETS.items():
         if key in name:
             flops = fp64 if np.dtype(dtype) == np.float64 else fp32
@@ -104,8 +91,8 @@ def _gpu(dtype) -> Device:
                      f"TFLOP/s without tensor cores, {bw / 1e12:.2f} TB/s)"
             break
     else:
-        flops, bw = measure_roofs(cp, dtype, sync=cp.cuda.Stream.null.synchronize,
-                                  n=8192, copy_mib=1024)
+        flops, bw = measure_roofs(cp, dtype, timing.gpu_times, n=8192, copy_mib=1024)
         source = "measured: best of 5 cuBLAS 8192^3 GEMMs and 1 GiB copies"
-    return Device("gpu", name, "cuda", threads=1, sm_count=props["multiProcessorCount"],
+    sm_count = cp.cuda.runtime.getDeviceProperties(dev.id)["multiProcessorCount"]
+    return Device("gpu", name, "cuda", threads=1, sm_count=sm_count,
                   peak_gflops=flops / 1e9, peak_gbps=bw / 1e9, roof_source=source)

@@ -217,9 +217,8 @@ def _autotune_pick(lay: LayerCase, device: Device, algos) -> Optional[str]:
     """What ``algo="autotune"`` would choose, timed afresh (no cache, in or out)."""
     cands = [c for c in dispatch.candidates(lay.p, device.backend, lay.w)
              if not algos or c.name in algos]
-    times = dispatch.measure(lay.p, device.backend, lay.x, lay.w, None, cands)
-    finite = {k: v for k, v in times.items() if v != float("inf")}
-    return min(finite, key=finite.get) if finite else None
+    return dispatch.fastest(dispatch.measure(lay.p, device.backend, lay.x, lay.w, None,
+                                             cands))
 
 
 def _ratios(row: dict, device: Device) -> None:
