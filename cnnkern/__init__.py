@@ -5,6 +5,7 @@ weight ``(C_out, C_in / groups, *kernel)``.
 """
 from . import grad
 from .arrays import available_backends
+from .threads import get_num_threads, set_num_threads
 from .dispatch import (CacheWarning, PerformanceWarning, get_autotune, get_workspace_limit,
                        set_autotune, set_cache_dir, set_workspace_limit)
 from .functional import (BackendUnavailableError, conv1d, conv2d, conv3d,
@@ -25,5 +26,5 @@ __all__ = [
     "correlate2d", "convolve2d", "conv_matrix",
     "supported_algorithms", "explain", "available_backends",
     "set_autotune", "get_autotune", "set_workspace_limit", "get_workspace_limit",
-    "set_cache_dir", "BackendUnavailableError", "PerformanceWarning", "CacheWarning",
+    "set_cache_dir", "set_num_threads", "get_num_threads", "BackendUnavailableError", "PerformanceWarning", "CacheWarning",
 ]

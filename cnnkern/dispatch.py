@@ -98,6 +98,64 @@ GPU_RATES = {
 }
 
 
+#: The Numba backend's kernels on the same machine (float32, 2 threads, 2026-11-22;
+#: docs/dispatch.md). Stages it shares with the NumPy backend use ``RATES``.
+NUMBA_RATES = {
+    "direct": 1.5e10,      # FLOP/s of the plane kernel on taps inside the input
+    "row": 1.0e8,          # inner row loops/s of the plane kernel (their fixed cost)
+    "depthwise": 2.0e10,   # FLOP/s of the channels-last kernel on taps inside the input
+    "pixel_tap": 4.0e8,    # (output pixel, tap) visits/s of the channels-last kernel
+    "gemm": 1.2e11,        # FLOP/s of the per-point GEMMs inside the parallel loop
+    "transform": 6.0e9,    # multiply-adds/s of the Winograd transforms
+}
+
+
+def _inside(p) -> float:
+    """The fraction of (output, tap) pairs whose input index is inside the input: taps
+    in the zero padding cost the Numba kernels nothing."""
+    if not p.has_zero_padding:
+        return 1.0
+    frac = 1.0
+    for n, k, s, d, (before, _), o in zip(p.input_size, p.kernel_size, p.stride,
+                                          p.dilation, p.padding, p.output_size):
+        inside = 0
+        for t in range(k):
+            lo = max(0, -(-(before - t * d) // s))
+            hi = min(o, (n - 1 + before - t * d) // s + 1) if n - 1 + before - t * d >= 0 \
+                else 0
+            inside += max(0, hi - lo)
+        frac *= inside / (k * o)
+    return frac
+
+
+def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
+    """Seconds for the Numba kernels; None for the algorithms that are NumPy code."""
+    scale = itemsize / 4
+    rate = NUMBA_RATES
+    out_vol = prod(p.output_size)
+    if name == "direct":
+        rows = p.batch * p.out_channels * p.in_per_group * p.kernel_volume * \
+            out_vol // p.output_size[-1]
+        return p.flops * _inside(p) / rate["direct"] * scale + rows / rate["row"]
+    if name == "depthwise":
+        visits = p.batch * out_vol * p.kernel_volume * _inside(p)
+        lanes = -(-p.out_channels // 16)
+        moved = p.batch * (p.in_channels * prod(p.input_size) +
+                           2 * p.out_channels * out_vol) * itemsize
+        return p.flops * _inside(p) / rate["depthwise"] * scale + \
+            visits * lanes / rate["pixel_tap"] / 8 + moved / RATES["copy"]
+    if name.startswith("winograd_"):
+        m, r = int(name.split("_")[1][1]), 3
+        alpha = m + r - 1
+        tiles = p.batch * prod(-(-n // m) for n in p.output_size)
+        pts = alpha ** p.ndim
+        gemm = 2 * tiles * pts * p.out_channels * p.in_per_group
+        data = tiles * pts * alpha * p.ndim * (p.in_channels + p.out_channels)
+        filters = p.out_channels * p.in_per_group * pts * r * p.ndim
+        return gemm / rate["gemm"] * scale + (data + filters) / rate["transform"]
+    return None
+
+
 def _fft_len(n: int) -> int:
     import scipy.fft
     return scipy.fft.next_fast_len(n, real=True)
@@ -108,6 +166,10 @@ def estimate_seconds(name: str, p: ConvParams, backend: str = "numpy") -> float:
     itemsize = 8 if p.dtype.name == "float64" else 4
     if backend == "cuda":
         return _estimate_gpu(name, p, itemsize)
+    if backend == "numba":
+        estimate = _estimate_numba(name, p, itemsize)
+        if estimate is not None:
+            return estimate
     out_vol, in_vol = prod(p.output_size), prod(p.padded_size)
     if name == "direct":
         return p.flops / RATES["einsum"] + \
@@ -160,6 +222,7 @@ class Candidate:
     workspace_bytes: Optional[int] = None
     over_limit: bool = False               # can run, but needs more than workspace_limit
     measured_s: Optional[float] = None
+    reference: bool = False                # the oracle: chosen only if nothing else runs
 
     @property
     def usable(self) -> bool:
@@ -215,7 +278,7 @@ def candidates(p: ConvParams, backend: str, weight=None,
     out = []
     for alg in registry.algorithms("conv", backend):
         reason = alg.check(p, weight)
-        cand = Candidate(alg.name, reason)
+        cand = Candidate(alg.name, reason, reference=alg.reference)
         if reason is None:
             cand.estimate_s = estimate_seconds(alg.name, p, backend)
             cand.workspace_bytes = int(alg.workspace_bytes(p))
@@ -226,9 +289,10 @@ def candidates(p: ConvParams, backend: str, weight=None,
 
 
 def _contenders(cands: list[Candidate]) -> list[Candidate]:
-    # ``direct`` is the oracle, not a contender, unless nothing else can run
+    # the reference (NumPy's float64 ``direct``) is not a contender unless nothing
+    # else can run
     able = [c for c in cands if c.usable]
-    return [c for c in able if c.name != "direct"] or able
+    return [c for c in able if not c.reference] or able
 
 
 @dataclass
@@ -252,7 +316,7 @@ def choose(cands: list[Candidate]) -> Choice:
     why = f"lowest estimated time ({best.estimate_s * 1e3:.3f} ms)"
     if len(ranked) > 1:
         why += f"; next {ranked[1].name} at {ranked[1].estimate_s * 1e3:.3f} ms"
-    unlimited = [c for c in cands if c.reason is None and c.name != "direct"]
+    unlimited = [c for c in cands if c.reason is None and not c.reference]
     excluded = min(unlimited, key=lambda c: c.estimate_s) if unlimited else None
     if excluded is not None and excluded.over_limit:
         why += f"; {excluded.name} (estimated {excluded.estimate_s * 1e3:.3f} ms) needs " \
@@ -289,7 +353,7 @@ def fallbacks(p: ConvParams, backend: str, weight, workspace_limit, failed: str)
     first (ties by estimated time), ending with ``direct``."""
     cands = [c for c in candidates(p, backend, weight, workspace_limit)
              if c.usable and c.name != failed]
-    cands.sort(key=lambda c: (c.name == "direct", c.workspace_bytes, c.estimate_s))
+    cands.sort(key=lambda c: (c.reference, c.workspace_bytes, c.estimate_s))
     return [c.name for c in cands]
 
 

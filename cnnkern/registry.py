@@ -48,6 +48,9 @@ class Algorithm:
     workspace_bytes: Callable = _no_workspace
     tolerance: dict = field(default_factory=dict)
     summary: str = ""
+    #: The oracle the others are tested against: run only when asked for by name, or
+    #: when nothing else can run the call.
+    reference: bool = False
 
     def check(self, params, weight=None) -> Optional[str]:
         return self.can_implement(params, weight)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from cnnkern import functional, registry
+from cnnkern.arrays import NUMPY, default_backend
 from cnnkern.backends.numpy import _common
 
 # nothing in the test session may touch the user's autotune cache
@@ -40,6 +42,33 @@ def fresh_dispatch_state(tmp_path, monkeypatch):
     dispatch.set_autotune(False)
     dispatch.set_workspace_limit(None)
     dispatch.set_cache_dir(None)
+
+
+#: The CPU backends this machine can run: every test of the public API runs on each.
+CPU_BACKENDS = [b for b in ("numpy", "numba") if registry.load_backend(b) is None]
+
+#: Modules that test machinery around the backends, not the convolutions, run on one
+#: backend: the dispatcher's limits and fallbacks are written against the NumPy
+#: backend's algorithms; the benchmark and the GPU tests take the default.
+ONE_BACKEND = {"test_autotune": ["numpy"], "test_bench": [], "test_cuda": [],
+               "test_algorithms": []}    # (parametrized over (backend, algorithm) itself)
+
+
+def pytest_generate_tests(metafunc):
+    backends = ONE_BACKEND.get(metafunc.module.__name__.split(".")[-1], CPU_BACKENDS)
+    if backends:
+        metafunc.parametrize("cpu_backend", backends, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def cpu_backend(request, monkeypatch):
+    """The backend NumPy arrays get when a call names none (the parametrized one)."""
+    backend = getattr(request, "param", None)
+    if backend is None:
+        return default_backend(NUMPY)
+    monkeypatch.setattr(functional, "default_backend",
+                        lambda kind: default_backend(kind) if kind.on_gpu else backend)
+    return backend
 
 
 @pytest.fixture

@@ -8,11 +8,13 @@ from helpers import pad_pairs
 
 @st.composite
 def conv_cases(draw, ndims=(1, 2, 3), modes=("zeros", "reflect", "replicate", "circular"),
-               max_batch=2, rank1=False, kernel=None, stride=None, dilation=None):
-    """A random valid call; ``kernel``/``stride``/``dilation`` (ints) pin those values."""
+               max_batch=2, rank1=False, kernel=None, stride=None, dilation=None,
+               depthwise=False):
+    """A random valid call; ``kernel``/``stride``/``dilation`` (ints) pin those values;
+    ``depthwise``: one input channel per group (groups == input channels)."""
     nd = draw(st.sampled_from(ndims))
-    groups = draw(st.integers(1, 3))
-    cig = draw(st.integers(1, 3))
+    groups = draw(st.integers(1, 5 if depthwise else 3))
+    cig = 1 if depthwise else draw(st.integers(1, 3))
     cog = draw(st.integers(1, 3))
     batch = draw(st.integers(0 if max_batch > 1 else 1, max_batch))
     big = 4 if nd < 3 else 3

@@ -12,7 +12,11 @@ from cnnkern.params import ConvParams
 from helpers import conv_err, rel_err
 from strategies import conv_cases
 
-ALGOS = [a.name for a in registry.algorithms("conv", "numpy")]
+from conftest import CPU_BACKENDS
+
+#: (backend, algorithm) for every registered CPU algorithm
+ALGOS = [(b, a.name) for b in CPU_BACKENDS for a in registry.algorithms("conv", b)]
+NAMES = sorted({name for _, name in ALGOS})
 FN = {1: ck.conv1d, 2: ck.conv2d, 3: ck.conv3d}
 DTYPES = [np.float64, np.float32, np.float16]
 
@@ -25,8 +29,9 @@ def _params(c, dtype=np.float64):
                             dtype=dtype)
 
 
-def check_algorithm(name, c, dtype):
-    alg = registry.get("conv", "numpy", name)
+def check_algorithm(algo, c, dtype):
+    backend, name = algo
+    alg = registry.get("conv", backend, name)
     p = _params(c, dtype)
     w = c["w"].astype(dtype)
     if alg.check(p, w) is not None or p.batch == 0:
@@ -37,17 +42,17 @@ def check_algorithm(name, c, dtype):
     # the reference sees the same rounded inputs: the error measured is the algorithm's
     f64 = (lambda a: None if a is None else a.astype(np.float64))
     args = (c["stride"], c["padding"], c["dilation"], c["groups"])
-    kw = dict(padding_mode=c["padding_mode"], algo="direct")
+    kw = dict(padding_mode=c["padding_mode"], algo="direct", backend="numpy")
     ref = FN[nd](f64(x), f64(w), f64(b), *args, **kw)
     mag = (lambda a: None if a is None else np.abs(f64(a)))
     ref_abs = FN[nd](mag(x), mag(w), mag(b), *args, **kw)
     terms = p.in_per_group * p.kernel_volume + (b is not None)
     y = FN[nd](x, w, b, c["stride"], c["padding"], c["dilation"], c["groups"],
-               padding_mode=c["padding_mode"], algo=name)
+               padding_mode=c["padding_mode"], algo=name, backend=backend)
     assert y.dtype == dtype
     assert not np.isnan(y).any()
     err = conv_err(y, ref, ref_abs, terms)
-    assert err < alg.tolerance[np.dtype(dtype).name], (name, np.dtype(dtype).name, err)
+    assert err < alg.tolerance[np.dtype(dtype).name], (algo, np.dtype(dtype).name, err)
     return err
 
 
@@ -59,6 +64,7 @@ CLAIMS = {
     "winograd_f2_3": dict(ndims=(1,), kernel=3, stride=1, dilation=1),
     "winograd_f4_3": dict(ndims=(1,), kernel=3, stride=1, dilation=1),
     "separable": dict(ndims=(2, 3), rank1=True),
+    "depthwise": dict(depthwise=True),
 }
 
 
@@ -67,19 +73,19 @@ def claimed_cases(draw, name):
     return draw(conv_cases(**CLAIMS.get(name, {})))
 
 
-@pytest.mark.parametrize("name", ALGOS)
+@pytest.mark.parametrize("algo", ALGOS, ids="-".join)
 @given(data=st.data())
-def test_algorithm_matches_direct(name, data):
-    c = data.draw(claimed_cases(name))
-    errors = [check_algorithm(name, c, dtype) for dtype in DTYPES]
+def test_algorithm_matches_direct(algo, data):
+    c = data.draw(claimed_cases(algo[1]))
+    errors = [check_algorithm(algo, c, dtype) for dtype in DTYPES]
     assume(errors[0] is not None)         # count only the cases the algorithm ran
 
 
-@pytest.mark.parametrize("name", ALGOS)
+@pytest.mark.parametrize("algo", ALGOS, ids="-".join)
 @given(c=conv_cases(ndims=(1, 2), rank1=True))
-def test_algorithm_matches_direct_on_rank1(name, c):
+def test_algorithm_matches_direct_on_rank1(algo, c):
     for dtype in DTYPES:
-        check_algorithm(name, c, dtype)
+        check_algorithm(algo, c, dtype)
 
 
 WINOGRAD_CASES = [
@@ -90,7 +96,8 @@ WINOGRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name", [n for n in ALGOS if n.startswith("winograd")])
+@pytest.mark.parametrize("name", [a for a in ALGOS if a[1].startswith("winograd")],
+                         ids="-".join)
 @pytest.mark.parametrize("case", WINOGRAD_CASES)
 def test_winograd_tiles_and_edges(name, case, rng):
     nd = case["nd"]
@@ -102,15 +109,18 @@ def test_winograd_tiles_and_edges(name, case, rng):
         check_algorithm(name, c, dtype)
 
 
-def test_every_algorithm_claims_some_case():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_every_algorithm_claims_some_case(backend):
     """An algorithm whose can_implement refuses everything would be tested on nothing."""
     rng = np.random.default_rng(7)
     claimed = set()
     for nd in (1, 2, 3):
         x = rng.standard_normal((1, 2) + (9,) * nd)
-        w = np.ones((2, 2) + (3,) * nd)
-        claimed.update(ck.supported_algorithms(x, w, padding=1))
-    assert claimed == set(ALGOS)
+        for groups in (1, 2):
+            w = np.ones((2, 2 // groups) + (3,) * nd)
+            claimed.update(ck.supported_algorithms(x, w, padding=1, groups=groups,
+                                                   backend=backend))
+    assert claimed == {name for b, name in ALGOS if b == backend}
 
 
 def test_im2col_chunks_cover_every_output(monkeypatch, rng):

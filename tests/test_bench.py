@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnnkern import cli, registry
+from cnnkern.arrays import NUMPY, default_backend
 from cnnkern.bench import device as devices
 from cnnkern.bench import runner, schema
 from cnnkern.params import ConvParams
@@ -204,10 +205,11 @@ def _raises(x, w, b, p):
 
 @pytest.fixture
 def bad_algorithms(monkeypatch):
-    table = registry._ALGORITHMS[("conv", "numpy")]
-    monkeypatch.setitem(table, "broken", Algorithm("broken", "numpy", "conv", _broken,
+    backend = default_backend(NUMPY)          # what `--device cpu` runs on
+    table = registry._ALGORITHMS[("conv", backend)]
+    monkeypatch.setitem(table, "broken", Algorithm("broken", backend, "conv", _broken,
                                                    tolerance={"float32": 1e-4}))
-    monkeypatch.setitem(table, "raises", Algorithm("raises", "numpy", "conv", _raises))
+    monkeypatch.setitem(table, "raises", Algorithm("raises", backend, "conv", _raises))
 
 
 def test_wrong_kernel_is_reported_not_timed(bad_algorithms, tmp_path, capsys):

@@ -42,7 +42,7 @@ def _separable_can(p, weight=None):
     return None
 
 
-register(Algorithm("direct", BACKEND, "conv", direct.conv, tolerance=EXACT,
+register(Algorithm("direct", BACKEND, "conv", direct.conv, tolerance=EXACT, reference=True,
                    summary="sum over kernel taps of strided windows, float64 (the oracle)"))
 register(Algorithm("im2col", BACKEND, "conv", im2col.conv,
                    workspace_bytes=im2col.workspace_bytes, tolerance=GEMM,

@@ -13,6 +13,7 @@ from math import prod
 import numpy as np
 import scipy.fft as sfft
 
+from ...threads import get_num_threads
 from ._common import compute_dtype, finish, pad_input
 
 
@@ -47,8 +48,8 @@ def conv(x, w, bias, p):
     xp = pad_input(x, p, cd)
     wk = spread_kernel(w.astype(cd, copy=False), p.dilation)
     wk = wk[(Ellipsis,) + (slice(None, None, -1),) * nd]
-    xf = sfft.rfftn(xp, s=shape, axes=axes, workers=-1)
-    wf = sfft.rfftn(wk, s=shape, axes=axes, workers=-1)
+    xf = sfft.rfftn(xp, s=shape, axes=axes, workers=get_num_threads())
+    wf = sfft.rfftn(wk, s=shape, axes=axes, workers=get_num_threads())
     bins = xf.shape[2:]
     nb = prod(bins)
     # per frequency: (g, N, cig) @ (g, cig, cog)
@@ -58,7 +59,7 @@ def conv(x, w, bias, p):
         wf.reshape(g, cog, cig, nb).transpose(3, 0, 2, 1))
     ym = np.matmul(xm, wm)                      # (nb, g, N, cog)
     yf = ym.transpose(2, 1, 3, 0).reshape((p.batch, p.out_channels) + bins)
-    full = sfft.irfftn(yf, s=shape, axes=axes, workers=-1)
+    full = sfft.irfftn(yf, s=shape, axes=axes, workers=get_num_threads())
     index = [slice(None), slice(None)]
     for kd, s, n in zip(p.dilated_kernel, p.stride, p.output_size):
         index.append(slice(kd - 1, kd - 1 + (n - 1) * s + 1, s))

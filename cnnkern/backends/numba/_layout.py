@@ -1,0 +1,51 @@
+"""Shapes as the Numba kernels take them: every call as 3-D (1-D and 2-D calls get
+leading spatial axes of size 1), padding as per-axis source-index maps."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...threads import sync_numba
+from ..numpy._common import compute_dtype
+
+__all__ = ["as3d", "compute_dtype", "index_maps", "pads3", "sync_numba", "triple"]
+
+
+def triple(values, fill: int):
+    """A per-axis tuple of 1-3 entries as 3 entries, leading axes filled."""
+    values = tuple(values)
+    return (fill,) * (3 - len(values)) + values
+
+
+def as3d(a: np.ndarray, dtype) -> np.ndarray:
+    """``(N, C, *spatial)`` as a C-contiguous ``(N, C, D, H, W)`` array of ``dtype``."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a.reshape(a.shape[:2] + triple(a.shape[2:], 1))
+
+
+def pads3(p) -> np.ndarray:
+    """The leading padding per axis (trailing padding follows from the output size)."""
+    return np.array(triple([b for b, _ in p.padding], 0), dtype=np.int64)
+
+
+def _source_index(j: np.ndarray, n: int, mode: str) -> np.ndarray:
+    if mode == "zeros":
+        return np.where((j >= 0) & (j < n), j, -1)
+    if mode == "replicate":
+        return np.clip(j, 0, n - 1)
+    if mode == "circular":
+        return np.mod(j, n)
+    period = 2 * (n - 1)                    # reflect about the edge samples, as np.pad
+    if period == 0:
+        return np.zeros_like(j)
+    r = np.mod(j, period)
+    return np.where(r < n, r, period - r)
+
+
+def index_maps(p):
+    """For each of the 3 axes, the source index of every padded position (-1 for a zero),
+    so that a kernel can read any padding mode without a padded copy of the input."""
+    maps = []
+    for n, (before, after) in zip(triple(p.input_size, 1), triple(p.padding, (0, 0))):
+        j = np.arange(-before, n + after, dtype=np.int64)
+        maps.append(_source_index(j, n, p.padding_mode).astype(np.int64))
+    return maps

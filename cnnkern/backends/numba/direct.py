@@ -1,0 +1,234 @@
+"""Direct convolution in Numba: the algorithm for depthwise, small-channel and
+large-kernel layers, where a GEMM has too little to reduce over.
+
+Work is split over (image, group, block of output channels), one unit per thread at a
+time. Each unit accumulates into its output planes, which stay in cache while every
+input channel of the group and every kernel tap is added; the innermost loop runs
+along an output row with a unit stride (vectorized). Zero padding is never
+materialized: per output row and per tap the loop bounds are clipped to the taps that
+land inside the input, so a 31x31 kernel on a 14x14 image costs only the taps that
+touch it. Other padding modes copy one padded input plane per channel into a
+per-unit buffer through the index maps of ``_layout``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._layout import as3d, compute_dtype, index_maps, pads3, sync_numba, triple
+
+
+@njit(cache=True, inline="always")
+def _first(pad: int, k_off: int, stride: int) -> int:
+    """The first output index whose input index ``o * stride + k_off - pad`` is >= 0."""
+    num = pad - k_off
+    if num <= 0:
+        return 0
+    return (num + stride - 1) // stride
+
+
+@njit(cache=True)
+def _plane(src, sn, sc, w, o, c, y, n, pad, stride, dil):
+    """``y[n, o] += correlate(src[sn, sc], w[o, c])`` with implicit zero padding ``pad``
+    (leading) around the source plane.
+
+    Indices only, no array views: a view in a hot loop costs two atomic reference
+    count updates on the parent array, which the threads then fight over. The inner
+    index is unsigned so that Numba emits no negative-index wraparound, which would
+    stop the loop from vectorizing.
+    """
+    sd, sh, sw = stride[0], stride[1], stride[2]
+    dd, dh, dw = dil[0], dil[1], dil[2]
+    pd, ph, pw = pad[0], pad[1], pad[2]
+    di, hi, wi = src.shape[2], src.shape[3], src.shape[4]
+    kd_, kh_, kw_ = w.shape[2], w.shape[3], w.shape[4]
+    od_, oh_, ow_ = y.shape[2], y.shape[3], y.shape[4]
+    step = np.uint64(sw)
+    for od in range(od_):
+        for kd in range(kd_):
+            iz = od * sd + kd * dd - pd
+            if iz < 0 or iz >= di:
+                continue
+            for oh in range(oh_):
+                for kh in range(kh_):
+                    iy = oh * sh + kh * dh - ph
+                    if iy < 0 or iy >= hi:
+                        continue
+                    for kw in range(kw_):
+                        off = kw * dw - pw
+                        lo = _first(pw, kw * dw, sw)
+                        # one past the last ow with ow * sw + off <= wi - 1
+                        top = (wi - 1 - off) // sw + 1 if wi - 1 - off >= 0 else 0
+                        if top > ow_:
+                            top = ow_
+                        if top <= lo:
+                            continue
+                        wv = w[o, c, kd, kh, kw]
+                        y0 = np.uint64(lo)
+                        s0 = np.uint64(lo * sw + off)
+                        if sw == 1:
+                            for i in range(np.uint64(top - lo)):
+                                y[n, o, od, oh, y0 + i] += wv * src[sn, sc, iz, iy, s0 + i]
+                        else:
+                            for i in range(np.uint64(top - lo)):
+                                y[n, o, od, oh, y0 + i] += \
+                                    wv * src[sn, sc, iz, iy, s0 + i * step]
+
+
+@njit(cache=True, parallel=True)
+def _conv_kernel(x, w, bias, y, pad, stride, dil, groups, block, remap, mz, my, mx):
+    n_ = x.shape[0]
+    k_, cig = w.shape[0], w.shape[1]
+    cog = k_ // groups
+    nblk = (cog + block - 1) // block
+    units = n_ * groups * nblk
+    zero = np.zeros(3, dtype=np.int64)
+    shape = (1, 1, mz.size, my.size, mx.size) if remap else (1, 1, 0, 0, 0)
+    for u in prange(units):
+        n = u // (groups * nblk)
+        g = (u // nblk) % groups
+        o0 = g * cog + (u % nblk) * block
+        o1 = min(o0 + block, g * cog + cog)
+        for o in range(o0, o1):
+            y[n, o] = bias[o]
+        buf = np.empty(shape, dtype=x.dtype)
+        for c in range(cig):
+            ci = g * cig + c
+            if remap:
+                for a in range(mz.size):
+                    for b in range(my.size):
+                        for e in range(mx.size):
+                            buf[0, 0, a, b, e] = x[n, ci, mz[a], my[b], mx[e]]
+                for o in range(o0, o1):
+                    _plane(buf, 0, 0, w, o, c, y, n, zero, stride, dil)
+            else:
+                for o in range(o0, o1):
+                    _plane(x, n, ci, w, o, c, y, n, pad, stride, dil)
+
+
+def _block(p, threads: int) -> int:
+    """Output channels per unit: enough units for every thread (4 each), and output
+    planes that fit in a 256 KiB cache share together."""
+    from math import prod
+    plane = prod(p.output_size) * 4
+    block = max(1, min(p.out_per_group, (256 * 1024) // max(plane, 1)))
+    while block > 1 and p.batch * p.groups * -(-p.out_per_group // block) < 4 * threads:
+        block //= 2
+    return block
+
+
+def workspace_bytes(p) -> int:
+    """A padded plane per thread for padding modes other than zeros."""
+    from math import prod
+    from ...threads import get_num_threads
+    if p.has_zero_padding:
+        return 0
+    return get_num_threads() * prod(p.padded_size) * compute_dtype(p.dtype).itemsize
+
+
+def conv(x, w, bias, p):
+    from ...threads import get_num_threads
+    sync_numba()
+    cd = compute_dtype(p.dtype)
+    x3 = as3d(x, cd)
+    w3 = as3d(w, cd)
+    b = np.zeros(p.out_channels, cd) if bias is None else np.asarray(bias, dtype=cd)
+    y = np.empty((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
+    remap = not p.has_zero_padding
+    mz, my, mx = index_maps(p)
+    _conv_kernel(x3, w3, b, y, pads3(p), np.array(triple(p.stride, 1)),
+                 np.array(triple(p.dilation, 1)), p.groups,
+                 _block(p, get_num_threads()), remap, mz, my, mx)
+    return y.reshape(p.output_shape).astype(p.dtype, copy=False)
+
+
+# ---- depthwise, channels last ------------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def _depthwise_kernel(xt, wt, bias, yt, mult, pad, stride, dil):
+    """Depthwise (groups == input channels, ``mult`` outputs per input channel) on
+    channels-last arrays: ``xt (N, D, H, W, C)``, ``wt (KD, KH, KW, C * mult)``,
+    ``yt (N, OD, OH, OW, C * mult)``. The innermost loop runs over channels, long and
+    unit-stride however small the image is; taps that fall in the zero padding are
+    skipped per output position."""
+    n_, di, hi, wi, c_ = xt.shape
+    kd_, kh_, kw_ = wt.shape[0], wt.shape[1], wt.shape[2]
+    od_, oh_, ow_, k_ = yt.shape[1], yt.shape[2], yt.shape[3], yt.shape[4]
+    m = np.uint64(mult)
+    nc = np.uint64(c_)
+    rows = n_ * od_ * oh_
+    for r in prange(rows):
+        n = r // (od_ * oh_)
+        od = (r // oh_) % od_
+        oh = r % oh_
+        for ow in range(ow_):
+            for k in range(np.uint64(k_)):
+                yt[n, od, oh, ow, k] = bias[k]
+            for kd in range(kd_):
+                iz = od * stride[0] + kd * dil[0] - pad[0]
+                if iz < 0 or iz >= di:
+                    continue
+                for kh in range(kh_):
+                    iy = oh * stride[1] + kh * dil[1] - pad[1]
+                    if iy < 0 or iy >= hi:
+                        continue
+                    for kw in range(kw_):
+                        ix = ow * stride[2] + kw * dil[2] - pad[2]
+                        if ix < 0 or ix >= wi:
+                            continue
+                        if mult == 1:       # unit stride everywhere: vectorizes
+                            for c in range(nc):
+                                yt[n, od, oh, ow, c] += \
+                                    wt[kd, kh, kw, c] * xt[n, iz, iy, ix, c]
+                        else:
+                            for j in range(m):
+                                for c in range(nc):
+                                    yt[n, od, oh, ow, c * m + j] += \
+                                        wt[kd, kh, kw, c * m + j] * xt[n, iz, iy, ix, c]
+
+
+#: Upper bound on the channels-last copies of one batch chunk.
+CHUNK_BYTES = 32 * 2**20
+
+
+def _images_per_chunk(p) -> int:
+    from math import prod
+    itemsize = compute_dtype(p.dtype).itemsize
+    size = p.padded_size if not p.has_zero_padding else p.input_size
+    per_image = itemsize * (p.in_channels * prod(size) + p.out_channels * prod(p.output_size))
+    return max(1, min(p.batch, CHUNK_BYTES // per_image))
+
+
+def depthwise(x, w, bias, p):
+    """Depthwise convolution through the channels-last kernel, a batch chunk at a time
+    (zero padding implicit; other modes pad the chunk first)."""
+    from ..numpy._common import pad_input
+    sync_numba()
+    cd = compute_dtype(p.dtype)
+    wt = np.ascontiguousarray(as3d(w, cd)[:, 0].transpose(1, 2, 3, 0))
+    b = np.zeros(p.out_channels, cd) if bias is None else np.asarray(bias, dtype=cd)
+    stride, dil = np.array(triple(p.stride, 1)), np.array(triple(p.dilation, 1))
+    od, oh, ow = triple(p.output_size, 1)
+    y = np.empty((p.batch, p.out_channels, od, oh, ow), dtype=cd)
+    step = _images_per_chunk(p)
+    for n0 in range(0, p.batch, step):
+        xc = x[n0:n0 + step]
+        pad = pads3(p)
+        if not p.has_zero_padding:
+            xc = pad_input(xc, p, cd)
+            pad = np.zeros(3, dtype=np.int64)
+        xt = np.ascontiguousarray(as3d(xc, cd).transpose(0, 2, 3, 4, 1))
+        yt = np.empty((xt.shape[0], od, oh, ow, p.out_channels), dtype=cd)
+        _depthwise_kernel(xt, wt, b, yt, p.out_per_group, pad, stride, dil)
+        y[n0:n0 + step] = yt.transpose(0, 4, 1, 2, 3)
+    return y.reshape(p.output_shape).astype(p.dtype, copy=False)
+
+
+def depthwise_workspace(p) -> int:
+    """Channels-last copies of the input and the output of one batch chunk (the
+    padded input for padding modes other than zeros)."""
+    from math import prod
+    itemsize = compute_dtype(p.dtype).itemsize
+    size = p.padded_size if not p.has_zero_padding else p.input_size
+    per_image = itemsize * (p.in_channels * prod(size) + p.out_channels * prod(p.output_size))
+    return _images_per_chunk(p) * per_image
