@@ -51,6 +51,7 @@ CPU_BACKENDS = [b for b in ("numpy", "numba") if registry.load_backend(b) is Non
 #: backend: the dispatcher's limits and fallbacks are written against the NumPy
 #: backend's algorithms; the benchmark and the GPU tests take the default.
 ONE_BACKEND = {"test_autotune": ["numpy"], "test_bench": [], "test_cuda": [],
+               "test_numba_backend": ["numba"],
                "test_algorithms": []}    # (parametrized over (backend, algorithm) itself)
 
 

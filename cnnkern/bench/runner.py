@@ -131,6 +131,11 @@ def _figures(entry: dict, lay: LayerCase, device: Device) -> None:
     entry.update(gflops=gflops, gbps=gbps, roof_pct=100.0 * gflops / attainable)
 
 
+#: Seconds of quiet before each CPU measurement: OpenBLAS workers spin about 0.1 s
+#: after a call, OpenMP workers a little less.
+COOL_DOWN_S = 0.15
+
+
 def _measure(run: Callable, lay: LayerCase, device: Device, tolerance: float, repeat: int,
              budget: float, to_host=first_sample) -> dict:
     entry: dict = dict(tolerance=tolerance)
@@ -150,6 +155,9 @@ def _measure(run: Callable, lay: LayerCase, device: Device, tolerance: float, re
         if device.kind == "gpu":
             times = timing.gpu_times(run, repeat)
         else:
+            # let the previous contender's idle threads (OpenBLAS, OpenMP) stop spinning,
+            # or they steal this one's cores
+            time.sleep(COOL_DOWN_S)
             # a slow call gets fewer runs (at least one) and its checked run as warm-up
             runs = max(1, min(repeat, int(budget / max(first, 1e-9))))
             times = timing.cpu_times(run, runs, warmup=0 if first > 0.1 else 1)

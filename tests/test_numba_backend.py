@@ -1,0 +1,113 @@
+"""What is particular to the Numba backend: the thread knob, the on-disk JIT cache, and
+the chunk loops that bound its workspace (the algorithms themselves are checked against
+the reference in test_algorithms, over both CPU backends)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import cnnkern as ck  # noqa: E402
+from cnnkern import threads  # noqa: E402
+from helpers import rel_err  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def all_threads():
+    yield
+    ck.set_num_threads(None)
+
+
+def reference(x, w, **kw):
+    f64 = (lambda a: a.astype(np.float64))
+    return ck.conv2d(f64(x), f64(w), backend="numpy", algo="direct", **kw)
+
+
+def test_numba_is_the_default_for_numpy_arrays(rng):
+    x = rng.standard_normal((1, 4, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    assert ck.explain(x, w, padding=1, groups=4).backend == "numba"
+    assert "numba" in ck.available_backends()
+
+
+@pytest.mark.parametrize("bad,exc,text", [
+    ("2", TypeError, "expected n to be None or an int, but got '2'"),
+    (True, TypeError, "expected n to be None or an int"),
+    (0, ValueError, r"expected 1 <= n <= \d+ \(the CPUs this process may use\), but got n=0"),
+    (10**6, ValueError, r"expected 1 <= n <= \d+ .*but got n=1000000"),
+])
+def test_set_num_threads_rejects_bad_values(bad, exc, text):
+    with pytest.raises(exc, match="set_num_threads: " + text):
+        ck.set_num_threads(bad)
+
+
+def test_one_knob_sets_numba_and_fft_threads(rng):
+    import numba
+    ck.set_num_threads(1)
+    assert ck.get_num_threads() == 1
+    x = rng.standard_normal((2, 6, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    y = ck.conv2d(x, w, padding=1, groups=6, algo="depthwise")
+    assert numba.get_num_threads() == 1
+    assert rel_err(y, reference(x, w, padding=1, groups=6)) < 2e-5
+    ck.set_num_threads(None)
+    assert ck.get_num_threads() == threads.cpu_count()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenBLAS found via /proc")
+def test_blas_threads_are_reached():
+    assert threads.blas_threads_controlled()
+
+
+@pytest.mark.parametrize("algo,kw,module", [
+    ("winograd_f4x4_3x3", dict(padding=1), "winograd"),
+    ("winograd_f2x2_3x3", dict(padding=(2, 0), groups=2), "winograd"),
+    ("depthwise", dict(padding=2, groups=6, stride=2), "direct"),
+    ("depthwise", dict(padding=1, groups=6, padding_mode="reflect"), "direct"),
+])
+def test_chunk_loops_cover_every_output(algo, kw, module, monkeypatch, rng):
+    """Blocks of one tile row / one image: every block boundary is crossed."""
+    import importlib
+    mod = importlib.import_module(f"cnnkern.backends.numba.{module}")
+    monkeypatch.setattr(mod, "CHUNK_BYTES", 1)
+    x = rng.standard_normal((3, 6, 13, 11)).astype(np.float32)
+    cig = 1 if kw.get("groups") == 6 else 6 // kw.get("groups", 1)
+    w = rng.standard_normal((6, cig, 3, 3)).astype(np.float32)
+    y = ck.conv2d(x, w, algo=algo, **kw)
+    assert rel_err(y, reference(x, w, **kw)) < 1e-4
+
+
+SCRIPT = """
+import json, sys, time
+import numpy as np
+import cnnkern as ck
+from cnnkern.backends.numba import direct, winograd
+x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
+w = np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)
+t0 = time.perf_counter()
+ck.conv2d(x, w, padding=1, algo="direct")
+ck.conv2d(x, w, padding=1, algo="winograd_f4x4_3x3")
+first = time.perf_counter() - t0
+stats = [direct._conv_kernel.stats, winograd._input_transform.stats]
+print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
+                      misses=sum(len(s.cache_misses) for s in stats))))
+"""
+
+
+def test_second_process_loads_compiled_kernels_from_the_cache(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True,
+                             capture_output=True, text=True, timeout=600).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    assert runs[0]["misses"] > 0                 # the first process compiled...
+    assert runs[1]["misses"] == 0 and runs[1]["hits"] > 0   # ...the second did not
