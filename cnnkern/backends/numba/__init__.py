@@ -10,15 +10,11 @@ cache instead of compiling it again.
 """
 from __future__ import annotations
 
-from functools import partial
-
 import numba  # noqa: F401  (ImportError -> the registry reports the backend unavailable)
 
 from ...registry import Algorithm, register
 from ...threads import pin_numba_blas
-from ..numpy import EXACT, FFT, GEMM, fft, im2col, pooling, separable
-from ..numpy import direct as numpy_direct
-from ..numpy import _separable_can, _winograd_can
+from ..numpy import register_cpu_algorithms
 from . import direct, winograd
 
 BACKEND = "numba"
@@ -43,29 +39,6 @@ register(Algorithm("depthwise", BACKEND, "conv", direct.depthwise,
                    can_implement=_depthwise_can,
                    workspace_bytes=direct.depthwise_workspace, tolerance=DIRECT,
                    summary="Numba: channels last, the innermost loop over channels"))
-register(Algorithm("im2col", BACKEND, "conv", im2col.conv,
-                   workspace_bytes=im2col.workspace_bytes, tolerance=GEMM,
-                   summary="column matrix in bounded chunks + BLAS matmul (NumPy code)"))
-register(Algorithm("fft", BACKEND, "conv", fft.conv, workspace_bytes=fft.workspace_bytes,
-                   tolerance=FFT, summary="rfftn, per-frequency GEMM, irfftn (NumPy code)"))
-for _nd, _m, _name, _tol in [
-    (2, 2, "winograd_f2x2_3x3", {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}),
-    (2, 4, "winograd_f4x4_3x3", {"float16": 2e-3, "float32": 1e-4, "float64": 1e-11}),
-    (1, 2, "winograd_f2_3", {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}),
-    (1, 4, "winograd_f4_3", {"float16": 2e-3, "float32": 1e-4, "float64": 1e-11}),
-]:
-    register(Algorithm(_name, BACKEND, "conv", partial(winograd.conv, m=_m),
-                       can_implement=_winograd_can(_nd, _m),
-                       workspace_bytes=partial(winograd.workspace_bytes, m=_m),
-                       tolerance=_tol,
-                       summary=f"Numba tile transforms F({_m},3), GEMMs per point in BLAS"))
-register(Algorithm("separable", BACKEND, "conv", separable.conv,
-                   can_implement=_separable_can, workspace_bytes=separable.workspace_bytes,
-                   tolerance={"float16": 3e-3, "float32": 1e-4, "float64": 1e-9},
-                   summary="rank-1 filters as one 1-D pass per axis (NumPy code)"))
-register(Algorithm("direct", BACKEND, "conv_grad_weight", numpy_direct.grad_weight,
-                   tolerance=EXACT, summary="tap-by-tap contraction (NumPy code)"))
-register(Algorithm("direct", BACKEND, "max_pool", pooling.max_pool,
-                   workspace_bytes=pooling.workspace_bytes, tolerance=EXACT))
-register(Algorithm("direct", BACKEND, "avg_pool", pooling.avg_pool,
-                   workspace_bytes=pooling.workspace_bytes, tolerance=EXACT))
+register_cpu_algorithms(BACKEND, winograd,
+                        "Numba tile transforms F({m},3), GEMMs per point in BLAS",
+                        shared_note=" (NumPy code)")

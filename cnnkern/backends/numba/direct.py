@@ -12,8 +12,13 @@ per-unit buffer through the index maps of ``_layout``.
 """
 from __future__ import annotations
 
+from math import prod
+
 import numpy as np
 from numba import njit, prange
+
+from ...threads import get_num_threads
+from ..numpy._common import pad_input
 
 from ._layout import as3d, compute_dtype, index_maps, pads3, sync_numba, triple
 
@@ -109,7 +114,6 @@ def _conv_kernel(x, w, bias, y, pad, stride, dil, groups, block, remap, mz, my, 
 def _block(p, threads: int) -> int:
     """Output channels per unit: enough units for every thread (4 each), and output
     planes that fit in a 256 KiB cache share together."""
-    from math import prod
     plane = prod(p.output_size) * 4
     block = max(1, min(p.out_per_group, (256 * 1024) // max(plane, 1)))
     while block > 1 and p.batch * p.groups * -(-p.out_per_group // block) < 4 * threads:
@@ -119,15 +123,12 @@ def _block(p, threads: int) -> int:
 
 def workspace_bytes(p) -> int:
     """A padded plane per thread for padding modes other than zeros."""
-    from math import prod
-    from ...threads import get_num_threads
     if p.has_zero_padding:
         return 0
     return get_num_threads() * prod(p.padded_size) * compute_dtype(p.dtype).itemsize
 
 
 def conv(x, w, bias, p):
-    from ...threads import get_num_threads
     sync_numba()
     cd = compute_dtype(p.dtype)
     x3 = as3d(x, cd)
@@ -192,7 +193,6 @@ CHUNK_BYTES = 32 * 2**20
 
 
 def _images_per_chunk(p) -> int:
-    from math import prod
     itemsize = compute_dtype(p.dtype).itemsize
     size = p.padded_size if not p.has_zero_padding else p.input_size
     per_image = itemsize * (p.in_channels * prod(size) + p.out_channels * prod(p.output_size))
@@ -202,7 +202,6 @@ def _images_per_chunk(p) -> int:
 def depthwise(x, w, bias, p):
     """Depthwise convolution through the channels-last kernel, a batch chunk at a time
     (zero padding implicit; other modes pad the chunk first)."""
-    from ..numpy._common import pad_input
     sync_numba()
     cd = compute_dtype(p.dtype)
     wt = np.ascontiguousarray(as3d(w, cd)[:, 0].transpose(1, 2, 3, 0))
@@ -227,7 +226,6 @@ def depthwise(x, w, bias, p):
 def depthwise_workspace(p) -> int:
     """Channels-last copies of the input and the output of one batch chunk (the
     padded input for padding modes other than zeros)."""
-    from math import prod
     itemsize = compute_dtype(p.dtype).itemsize
     size = p.padded_size if not p.has_zero_padding else p.input_size
     per_image = itemsize * (p.in_channels * prod(size) + p.out_channels * prod(p.output_size))

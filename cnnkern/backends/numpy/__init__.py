@@ -44,29 +44,44 @@ def _separable_can(p, weight=None):
 
 register(Algorithm("direct", BACKEND, "conv", direct.conv, tolerance=EXACT, reference=True,
                    summary="sum over kernel taps of strided windows, float64 (the oracle)"))
-register(Algorithm("im2col", BACKEND, "conv", im2col.conv,
-                   workspace_bytes=im2col.workspace_bytes, tolerance=GEMM,
-                   summary="column matrix in bounded chunks + BLAS matmul per group"))
-register(Algorithm("fft", BACKEND, "conv", fft.conv, workspace_bytes=fft.workspace_bytes,
-                   tolerance=FFT, summary="rfftn, per-frequency channel GEMM, irfftn, crop"))
-for _nd, _m, _name, _tol in [
+#: (dimensions, m, name, tolerance) of the Winograd variants of every CPU backend.
+WINOGRAD_VARIANTS = [
     (2, 2, "winograd_f2x2_3x3", {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}),
     (2, 4, "winograd_f4x4_3x3", {"float16": 2e-3, "float32": 1e-4, "float64": 1e-11}),
     (1, 2, "winograd_f2_3", {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}),
     (1, 4, "winograd_f4_3", {"float16": 2e-3, "float32": 1e-4, "float64": 1e-11}),
-]:
-    register(Algorithm(_name, BACKEND, "conv", partial(winograd.conv, m=_m),
-                       can_implement=_winograd_can(_nd, _m),
-                       workspace_bytes=partial(winograd.workspace_bytes, m=_m),
-                       tolerance=_tol,
-                       summary=f"Winograd F({_m},3) per axis, batched GEMM per point"))
-register(Algorithm("separable", BACKEND, "conv", separable.conv,
-                   can_implement=_separable_can, workspace_bytes=separable.workspace_bytes,
-                   tolerance={"float16": 3e-3, "float32": 1e-4, "float64": 1e-9},
-                   summary="rank-1 filters as one 1-D pass per axis"))
-register(Algorithm("direct", BACKEND, "conv_grad_weight", direct.grad_weight,
-                   tolerance=EXACT, summary="tap-by-tap contraction, fixed order"))
-register(Algorithm("direct", BACKEND, "max_pool", pooling.max_pool,
-                   workspace_bytes=pooling.workspace_bytes, tolerance=EXACT))
-register(Algorithm("direct", BACKEND, "avg_pool", pooling.avg_pool,
-                   workspace_bytes=pooling.workspace_bytes, tolerance=EXACT))
+]
+
+
+def register_cpu_algorithms(backend: str, winograd_module, winograd_summary: str,
+                            shared_note: str = "") -> None:
+    """Register on ``backend`` the algorithms every CPU backend has: this package's
+    im2col, FFT, separable, weight gradient and pooling (``shared_note`` marks them in
+    the summaries), and the Winograd variants of ``winograd_module``."""
+    register(Algorithm("im2col", backend, "conv", im2col.conv,
+                       workspace_bytes=im2col.workspace_bytes, tolerance=GEMM,
+                       summary="column matrix in bounded chunks + BLAS matmul per group"
+                               + shared_note))
+    register(Algorithm("fft", backend, "conv", fft.conv,
+                       workspace_bytes=fft.workspace_bytes, tolerance=FFT,
+                       summary="rfftn, per-frequency channel GEMM, irfftn, crop" + shared_note))
+    for nd, m, name, tol in WINOGRAD_VARIANTS:
+        register(Algorithm(name, backend, "conv", partial(winograd_module.conv, m=m),
+                           can_implement=_winograd_can(nd, m),
+                           workspace_bytes=partial(winograd_module.workspace_bytes, m=m),
+                           tolerance=tol, summary=winograd_summary.format(m=m)))
+    register(Algorithm("separable", backend, "conv", separable.conv,
+                       can_implement=_separable_can,
+                       workspace_bytes=separable.workspace_bytes,
+                       tolerance={"float16": 3e-3, "float32": 1e-4, "float64": 1e-9},
+                       summary="rank-1 filters as one 1-D pass per axis" + shared_note))
+    register(Algorithm("direct", backend, "conv_grad_weight", direct.grad_weight,
+                       tolerance=EXACT,
+                       summary="tap-by-tap contraction, fixed order" + shared_note))
+    register(Algorithm("direct", backend, "max_pool", pooling.max_pool,
+                       workspace_bytes=pooling.workspace_bytes, tolerance=EXACT))
+    register(Algorithm("direct", backend, "avg_pool", pooling.avg_pool,
+                       workspace_bytes=pooling.workspace_bytes, tolerance=EXACT))
+
+
+register_cpu_algorithms(BACKEND, winograd, "Winograd F({m},3) per axis, batched GEMM per point")
