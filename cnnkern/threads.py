@@ -17,7 +17,7 @@ import threading
 from typing import Optional
 
 _LOCK = threading.Lock()
-_STATE: dict = {"threads": None, "blas": None}
+_STATE: dict = {"threads": None, "blas": None, "pinned": False}
 
 #: Entry points of the OpenBLAS builds NumPy and SciPy ship (plain and prefixed).
 _BLAS_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
@@ -106,7 +106,7 @@ def get_num_threads() -> int:
 
 def _apply(n: int) -> None:
     for path, fn in _blas_setters().items():
-        fn(1 if _STATE.get("pinned") and _is_scipy_blas(path) else n)
+        fn(1 if _STATE["pinned"] and _is_scipy_blas(path) else n)
     if "numba" in sys.modules:
         import numba
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))

@@ -40,7 +40,8 @@ def test_numba_is_the_default_for_numpy_arrays(rng):
 @pytest.mark.parametrize("bad,exc,text", [
     ("2", TypeError, "expected n to be None or an int, but got '2'"),
     (True, TypeError, "expected n to be None or an int"),
-    (0, ValueError, r"expected 1 <= n <= \d+ \(the CPUs this process may use\), but got n=0"),
+    (0, ValueError,
+     r"expected 1 <= n <= \d+ \(the CPUs this process may use\), but got n=0"),
     (10**6, ValueError, r"expected 1 <= n <= \d+ .*but got n=1000000"),
 ])
 def test_set_num_threads_rejects_bad_values(bad, exc, text):

@@ -7,7 +7,8 @@ import numpy as np
 from ...threads import sync_numba
 from ..numpy._common import compute_dtype
 
-__all__ = ["as3d", "compute_dtype", "index_maps", "pads3", "sync_numba", "triple"]
+__all__ = ["as3d", "bias_or_zeros", "compute_dtype", "index_maps", "pads3", "sync_numba",
+           "triple"]
 
 
 def triple(values, fill: int):
@@ -20,6 +21,13 @@ def as3d(a: np.ndarray, dtype) -> np.ndarray:
     """``(N, C, *spatial)`` as a C-contiguous ``(N, C, D, H, W)`` array of ``dtype``."""
     a = np.ascontiguousarray(a, dtype=dtype)
     return a.reshape(a.shape[:2] + triple(a.shape[2:], 1))
+
+
+def bias_or_zeros(bias, p, dtype) -> np.ndarray:
+    """The bias in ``dtype``; zeros without one (the kernels start every output from it)."""
+    if bias is None:
+        return np.zeros(p.out_channels, dtype)
+    return np.asarray(bias, dtype=dtype)
 
 
 def pads3(p) -> np.ndarray:

@@ -20,7 +20,8 @@ from numba import njit, prange
 from ...threads import get_num_threads
 from ..numpy._common import pad_input
 
-from ._layout import as3d, compute_dtype, index_maps, pads3, sync_numba, triple
+from ._layout import (as3d, bias_or_zeros, compute_dtype, index_maps, pads3, sync_numba,
+                      triple)
 
 
 @njit(cache=True, inline="always")
@@ -133,7 +134,7 @@ def conv(x, w, bias, p):
     cd = compute_dtype(p.dtype)
     x3 = as3d(x, cd)
     w3 = as3d(w, cd)
-    b = np.zeros(p.out_channels, cd) if bias is None else np.asarray(bias, dtype=cd)
+    b = bias_or_zeros(bias, p, cd)
     y = np.empty((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
     remap = not p.has_zero_padding
     mz, my, mx = index_maps(p)
@@ -192,11 +193,15 @@ def _depthwise_kernel(xt, wt, bias, yt, mult, pad, stride, dil):
 CHUNK_BYTES = 32 * 2**20
 
 
-def _images_per_chunk(p) -> int:
-    itemsize = compute_dtype(p.dtype).itemsize
+def _image_bytes(p) -> int:
+    """Channels-last input (padded for modes other than zeros) and output of one image."""
     size = p.padded_size if not p.has_zero_padding else p.input_size
-    per_image = itemsize * (p.in_channels * prod(size) + p.out_channels * prod(p.output_size))
-    return max(1, min(p.batch, CHUNK_BYTES // per_image))
+    return compute_dtype(p.dtype).itemsize * (p.in_channels * prod(size) +
+                                              p.out_channels * prod(p.output_size))
+
+
+def _images_per_chunk(p) -> int:
+    return max(1, min(p.batch, CHUNK_BYTES // _image_bytes(p)))
 
 
 def depthwise(x, w, bias, p):
@@ -205,17 +210,16 @@ def depthwise(x, w, bias, p):
     sync_numba()
     cd = compute_dtype(p.dtype)
     wt = np.ascontiguousarray(as3d(w, cd)[:, 0].transpose(1, 2, 3, 0))
-    b = np.zeros(p.out_channels, cd) if bias is None else np.asarray(bias, dtype=cd)
+    b = bias_or_zeros(bias, p, cd)
     stride, dil = np.array(triple(p.stride, 1)), np.array(triple(p.dilation, 1))
     od, oh, ow = triple(p.output_size, 1)
     y = np.empty((p.batch, p.out_channels, od, oh, ow), dtype=cd)
     step = _images_per_chunk(p)
+    pad = pads3(p) if p.has_zero_padding else np.zeros(3, dtype=np.int64)
     for n0 in range(0, p.batch, step):
         xc = x[n0:n0 + step]
-        pad = pads3(p)
         if not p.has_zero_padding:
             xc = pad_input(xc, p, cd)
-            pad = np.zeros(3, dtype=np.int64)
         xt = np.ascontiguousarray(as3d(xc, cd).transpose(0, 2, 3, 4, 1))
         yt = np.empty((xt.shape[0], od, oh, ow, p.out_channels), dtype=cd)
         _depthwise_kernel(xt, wt, b, yt, p.out_per_group, pad, stride, dil)
@@ -226,7 +230,4 @@ def depthwise(x, w, bias, p):
 def depthwise_workspace(p) -> int:
     """Channels-last copies of the input and the output of one batch chunk (the
     padded input for padding modes other than zeros)."""
-    itemsize = compute_dtype(p.dtype).itemsize
-    size = p.padded_size if not p.has_zero_padding else p.input_size
-    per_image = itemsize * (p.in_channels * prod(size) + p.out_channels * prod(p.output_size))
-    return _images_per_chunk(p) * per_image
+    return _images_per_chunk(p) * _image_bytes(p)

@@ -7,8 +7,9 @@ The output is cut into rows of ``m x m`` tiles. A block of tile rows at a time:
    for every tile ``t`` of the block, applied as two 1-D passes (along the tile's
    rows, then its columns) whose inner loop runs across the tiles of a row, so it
    vectorizes; zero padding is read as zeros, never copied;
-2. ``M[p] = U[p] @ V[p]`` for the ``alpha^2`` points and each group (NumPy matmul ->
-   BLAS, with BLAS's threads);
+2. ``M[p] = U[p] @ V[p]`` for the ``alpha^2`` points and each group: one
+   single-threaded BLAS GEMM each, spread over Numba's threads (one thread pool for
+   every stage: docs/architecture.md says why);
 3. output transform (Numba, parallel over output channels): ``Y = A^T M A`` per tile,
    cropped at the edges, plus the bias.
 
@@ -25,7 +26,7 @@ from numba import njit, prange
 
 from ...winograd import float_transforms
 from ..numpy._common import pad_input
-from ._layout import compute_dtype, sync_numba
+from ._layout import bias_or_zeros, compute_dtype, sync_numba
 
 R = 3
 #: Upper bound on the transformed input and product blocks of one step.
@@ -38,7 +39,10 @@ def _input_transform(x, bth, btw, v, row0, rows, tiles_h, tiles_w, mh, mw, pad_h
     row is image * tiles_h + tile row); ``x`` is (N, C, H, W), zero outside.
 
     Inner loops run over the tiles of a row with unsigned indices (no negative-index
-    wraparound, so they vectorize); only the edge tiles check bounds."""
+    wraparound, so they vectorize); only the edge tiles check bounds. The four
+    small-matrix passes here and in ``_output_transform`` are written out, not shared
+    through a helper taking row views: a view in these loops costs atomic reference
+    count updates that the threads contend on (see ``direct._plane``)."""
     ah, aw = bth.shape[0], btw.shape[0]
     h, w = x.shape[2], x.shape[3]
     ntw = np.uint64(tiles_w)
@@ -186,23 +190,29 @@ def _tiles(p, m):
     return 1, -(-p.output_size[0] // m), 1, m
 
 
+def _points(p, m) -> int:
+    _, _, mh, mw = _tiles(p, m)
+    return (mh + (R - 1 if p.ndim == 2 else 0)) * (mw + R - 1)
+
+
+def _row_bytes(p, m) -> int:
+    """V and M bytes of one tile row."""
+    tw = _tiles(p, m)[1]
+    return _points(p, m) * tw * (p.in_channels + p.out_channels) * \
+        compute_dtype(p.dtype).itemsize
+
+
 def _block_rows(p, m):
     """Tile rows per step, so that V and M of one step fit in CHUNK_BYTES."""
-    th, tw, mh, mw = _tiles(p, m)
-    pts = (mh + (R - 1 if p.ndim == 2 else 0)) * (mw + R - 1)
-    per_row = pts * tw * (p.in_channels + p.out_channels) * compute_dtype(p.dtype).itemsize
-    return max(1, min(p.batch * th, CHUNK_BYTES // per_row))
+    return max(1, min(p.batch * _tiles(p, m)[0], CHUNK_BYTES // _row_bytes(p, m)))
 
 
 def workspace_bytes(p, m) -> int:
-    th, tw, mh, mw = _tiles(p, m)
-    pts = (mh + (R - 1 if p.ndim == 2 else 0)) * (mw + R - 1)
     itemsize = compute_dtype(p.dtype).itemsize
-    per_row = pts * tw * (p.in_channels + p.out_channels) * itemsize
-    filters = pts * p.out_channels * p.in_per_group * itemsize
+    filters = _points(p, m) * p.out_channels * p.in_per_group * itemsize
     padded = 0 if p.has_zero_padding else prod(p.padded_size) * p.in_channels * \
         p.batch * itemsize
-    return _block_rows(p, m) * per_row + filters + padded
+    return _block_rows(p, m) * _row_bytes(p, m) + filters + padded
 
 
 def conv(x, w, bias, p, m):
@@ -224,7 +234,7 @@ def conv(x, w, bias, p, m):
     u = np.empty((ah * aw, p.out_channels, cig), dtype=cd)
     _filter_transform(np.ascontiguousarray(w4), gh, gw, u)
     u = u.reshape(ah * aw, g, cog, cig)
-    b = np.zeros(p.out_channels, cd) if bias is None else np.asarray(bias, dtype=cd)
+    b = bias_or_zeros(bias, p, cd)
     y = np.empty((p.batch, p.out_channels, p.output_size[0] if p.ndim == 2 else 1,
                   p.output_size[-1]), dtype=cd)
     total = p.batch * th
