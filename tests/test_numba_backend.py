@@ -77,7 +77,7 @@ def test_chunk_loops_cover_every_output(algo, kw, module, monkeypatch, rng):
     """Blocks of one tile row / one image: every block boundary is crossed."""
     import importlib
     mod = importlib.import_module(f"cnnkern.backends.numba.{module}")
-    monkeypatch.setattr(mod, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(mod, "ITEM_BYTES" if module == "winograd" else "CHUNK_BYTES", 1)
     x = rng.standard_normal((3, 6, 13, 11)).astype(np.float32)
     cig = 1 if kw.get("groups") == 6 else 6 // kw.get("groups", 1)
     w = rng.standard_normal((6, cig, 3, 3)).astype(np.float32)
@@ -96,7 +96,7 @@ t0 = time.perf_counter()
 ck.conv2d(x, w, padding=1, algo="direct")
 ck.conv2d(x, w, padding=1, algo="winograd_f4x4_3x3")
 first = time.perf_counter() - t0
-stats = [direct._conv_kernel.stats, winograd._input_transform.stats]
+stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats]
 print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
                       misses=sum(len(s.cache_misses) for s in stats))))
 """
