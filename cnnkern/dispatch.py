@@ -105,8 +105,17 @@ NUMBA_RATES = {
     "row": 1.0e8,          # inner row loops/s of the plane kernel (their fixed cost)
     "depthwise": 2.0e10,   # FLOP/s of the channels-last kernel on taps inside the input
     "pixel_tap": 4.0e8,    # (output pixel, tap) visits/s of the channels-last kernel
-    "gemm": 1.2e11,        # FLOP/s of the per-point GEMMs inside the parallel loop
-    "transform": 6.0e9,    # multiply-adds/s of the Winograd transforms
+    # Winograd, fitted (non-negative least squares on relative error) to 42 timings of
+    # both variants on the suites' 3x3 layers, batch 1, 2-core EPYC:
+    "gemm": 1.38e11,       # FLOP/s of the per-point GEMMs inside the parallel loop
+    "transform": 7.6e9,    # (tile, point, channel) x alpha terms/s of the transforms
+    "filter": 5.7e8,       # elements/s of U (filter transform and first touch)
+    "gemm_call": 2.7e6,    # BLAS calls/s (one per item, point and group)
+    # im2col (the NumPy code), fitted to the 66 layers of
+    # benchmarks/results/2026-11-22-cpu-numba-bench-all.json:
+    "im2col_gemm": 1.57e11,  # FLOP/s
+    "im2col_copy": 5.3e9,    # bytes/s of column copies
+    "im2col_call": 4.5e-5,   # seconds of fixed cost per call
 }
 
 
@@ -129,7 +138,8 @@ def _inside(p) -> float:
 
 
 def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
-    """Seconds for the Numba kernels; None for the algorithms that are NumPy code."""
+    """Seconds for the Numba kernels and im2col; None for the other algorithms, which
+    are the NumPy code and follow the NumPy backend's model."""
     scale = itemsize / 4
     rate = NUMBA_RATES
     out_vol = prod(p.output_size)
@@ -144,15 +154,21 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
                            2 * p.out_channels * out_vol) * itemsize
         return p.flops * _inside(p) / rate["depthwise"] * scale + \
             visits * lanes / rate["pixel_tap"] / 8 + moved / RATES["copy"]
+    if name == "im2col":
+        cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize
+        return p.flops / rate["im2col_gemm"] * scale + cols / rate["im2col_copy"] + \
+            rate["im2col_call"]
     if name.startswith("winograd_"):
-        m, r = int(name.split("_")[1][1]), 3
-        alpha = m + r - 1
+        from .backends.numba.winograd import work_items   # numba present: its backend
+        m = int(name.split("_")[1][1])
+        alpha = m + 2
         tiles = p.batch * prod(-(-n // m) for n in p.output_size)
         pts = alpha ** p.ndim
-        gemm = 2 * tiles * pts * p.out_channels * p.in_per_group
-        data = tiles * pts * alpha * p.ndim * (p.in_channels + p.out_channels)
-        filters = p.out_channels * p.in_per_group * pts * r * p.ndim
-        return gemm / rate["gemm"] * scale + (data + filters) / rate["transform"]
+        filters = pts * p.out_channels * p.in_per_group
+        data = tiles * pts * alpha * (p.in_channels + p.out_channels)
+        calls = work_items(p, m) * pts * p.groups
+        return 2 * tiles * filters / rate["gemm"] * scale + data / rate["transform"] + \
+            filters / rate["filter"] + calls / rate["gemm_call"]
     return None
 
 

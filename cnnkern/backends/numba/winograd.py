@@ -269,6 +269,13 @@ def _work_split(p, m, threads: int):
     return max(1, min(wanted, -(-p.batch * th // (2 * threads)))), tw
 
 
+def work_items(p, m) -> int:
+    """Work items of a call (each one BLAS call per point and group)."""
+    th, tw = _tiles(p, m)[:2]
+    rows, seg = _work_split(p, m, get_num_threads())
+    return -(-p.batch * th // rows) * -(-tw // seg)
+
+
 def workspace_bytes(p, m) -> int:
     """A work item's buffers per thread, and the transformed filters."""
     itemsize = compute_dtype(p.dtype).itemsize
