@@ -1,0 +1,62 @@
+"""Interleaved CPU comparison of cnnkern algorithms with PyTorch on suite layers.
+
+    PYTHONPATH=. python benchmarks/cpu_interleaved.py vgg16/conv3_2,resnet50/res2_3x3 \\
+        winograd_f4x4_3x3,im2col [batch] [rounds]
+
+Each round runs every contender in turn (0.15 s of quiet, one warm-up, three timed
+calls), so slow drifts of a noisy machine hit all of them alike; the figure is the
+fastest of all timed calls (rounds x 3). ``cnnkern bench`` times each contender in
+one block, which a noise burst can land on alone. Prints torch's time and each
+algorithm's time and ratio (> 1: cnnkern faster); an error over 1e-4 against the
+float64 result is printed next to the ratio.
+"""
+import sys
+import time
+
+import numpy as np
+import torch
+
+import cnnkern as ck
+from cnnkern import functional as F
+from cnnkern.suites import layer
+
+
+def main(refs, algos, batch=1, rounds=5):
+    torch.set_num_threads(ck.get_num_threads())
+    rng = np.random.default_rng(0)
+    peers = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d}
+    for ref in refs:
+        spec = layer(ref)
+        xs, ws = spec.shapes(batch)
+        x = rng.standard_normal(xs, dtype=np.float32)
+        w = rng.standard_normal(ws, dtype=np.float32)
+        xt, wt, kw = torch.from_numpy(x), torch.from_numpy(w), spec.kwargs()
+        conv = getattr(F, f"conv{spec.ndim}d")
+        fns = {"torch": lambda: peers[spec.ndim](xt, wt, **kw)}
+        for a in algos:
+            fns[a] = (lambda a=a: conv(x, w, algo=a, **kw))
+        exact = peers[spec.ndim](xt.double(), wt.double(), **kw).numpy()
+        errs = {k: np.linalg.norm(np.asarray(f()) - exact) / np.linalg.norm(exact)
+                for k, f in fns.items()}
+        times = {k: [] for k in fns}
+        for _ in range(rounds):
+            for k, f in fns.items():
+                time.sleep(0.15)
+                f()
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    f()
+                    times[k].append(time.perf_counter() - t0)
+        peer = min(times["torch"])
+        row = f"{ref:24s} torch {peer * 1e3:8.3f} ms"
+        for a in algos:
+            t = min(times[a])
+            row += f" | {a} {t * 1e3:8.3f} ms {peer / t:5.2f}x"
+            if errs[a] > 1e-4:
+                row += f" (rel err {errs[a]:.1e})"
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    main(args[0].split(","), args[1].split(","), *(int(a) for a in args[2:4]))
