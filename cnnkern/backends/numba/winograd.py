@@ -43,17 +43,17 @@ GEMM_TILES = 64
 @njit(cache=True)
 def _gather(x, hmap, wmap, slab, n, row, col0):
     """``slab[i, col, c] = x[n, c, hmap[row + i], wmap[col0 + col]]``, zero where a map
-    gives -1 or runs out.
+    gives -1 (the maps cover every tile's patch: ``_tile_maps``).
 
     Channel by channel, so that the reads run along an input row: reading across
     channels strides by a plane, and planes a multiple of 4 KiB apart all fall in one
     cache set."""
     ah, wcols, nc = slab.shape
     for i in range(ah):
-        iy = hmap[row + i] if row + i < hmap.shape[0] else -1
+        iy = hmap[row + i]
         for c in range(nc):
             for col in range(wcols):
-                ix = wmap[col0 + col] if col0 + col < wmap.shape[0] else -1
+                ix = wmap[col0 + col]
                 slab[i, col, c] = x[n, c, iy, ix] if iy >= 0 and ix >= 0 else 0
 
 
@@ -205,9 +205,6 @@ def _filter_transform(w, gh, gw, u):
         acc = np.empty(cog, dtype=u.dtype)
         for a in range(ah):
             for b in range(aw):
-                # accumulate locally, write once: the alpha^2 rows of u written here are
-                # whole planes apart, in one cache set, and would not survive a
-                # read-modify-write pass each
                 for o in range(uo):
                     acc[o] = 0
                 for j in range(kw):
@@ -264,9 +261,25 @@ def _work_split(p, m, threads: int):
     full = _item_bytes(p, m, 1, tw)
     if full > ITEM_BYTES:
         per_tile = _item_bytes(p, m, 1, 2) - _item_bytes(p, m, 1, 1)
-        return 1, max(1, min(tw, (ITEM_BYTES - full + tw * per_tile) // per_tile))
+        fixed = full - tw * per_tile
+        return 1, max(1, min(tw, (ITEM_BYTES - fixed) // per_tile))
     wanted = max(ITEM_BYTES // full, -(-GEMM_TILES // tw))
     return max(1, min(wanted, -(-p.batch * th // (2 * threads)))), tw
+
+
+def _tile_maps(p, m):
+    """Source-index maps (height, width) over every tile's whole patch, -1 past the
+    padded input as well, so that the gather needs no bounds check."""
+    th, tw, mh, mw = _tiles(p, m)
+    ah, aw = _alphas(p, m)
+    maps = index_maps(p)
+    hmap = maps[1] if p.ndim == 2 else np.zeros(1, dtype=np.int64)
+    out = []
+    for src, length in ((hmap, th * mh + ah - mh), (maps[2], tw * mw + aw - mw)):
+        full = np.full(max(length, src.size), -1, dtype=np.int64)
+        full[:src.size] = src
+        out.append(full)
+    return out
 
 
 def work_items(p, m) -> int:
@@ -290,19 +303,16 @@ def conv(x, w, bias, p, m):
     (ath, gh, bth), (atw, gw, btw) = _matrices(p, m, cd)
     th, tw = _tiles(p, m)[:2]
     ah, aw = _alphas(p, m)
-    maps = index_maps(p)
+    hmap, wmap = _tile_maps(p, m)
     x4 = np.ascontiguousarray(x, dtype=cd)
     w4 = np.ascontiguousarray(w, dtype=cd)
     if p.ndim == 1:
         x4, w4 = x4[:, :, None, :], w4[:, :, None, :]
-        hmap = np.zeros(1, dtype=np.int64)
-    else:
-        hmap = maps[1]
     u = np.empty((ah * aw, p.groups, p.in_per_group, p.out_per_group), dtype=cd)
     _filter_transform(w4, gh, gw, u)
     y = np.empty((p.batch, p.out_channels, p.output_size[0] if p.ndim == 2 else 1,
                   p.output_size[-1]), dtype=cd)
     rows, seg = _work_split(p, m, get_num_threads())
-    _winograd_kernel(x4, hmap, maps[2], u, bth, btw, ath, atw, bias_or_zeros(bias, p, cd),
+    _winograd_kernel(x4, hmap, wmap, u, bth, btw, ath, atw, bias_or_zeros(bias, p, cd),
                      y, th, tw, rows, seg)
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)
