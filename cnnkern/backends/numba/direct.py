@@ -18,7 +18,6 @@ import numpy as np
 from numba import njit, prange
 
 from ...threads import get_num_threads
-from ..numpy._common import pad_input
 
 from ._layout import (as3d, bias_or_zeros, compute_dtype, index_maps, pads3, sync_numba,
                       triple)
@@ -147,57 +146,160 @@ def conv(x, w, bias, p):
 # ---- depthwise, channels last ------------------------------------------------------
 
 @njit(cache=True, parallel=True)
-def _depthwise_kernel(xt, wt, bias, yt, mult, pad, stride, dil):
-    """Depthwise (groups == input channels, ``mult`` outputs per input channel) on
-    channels-last arrays: ``xt (N, D, H, W, C)``, ``wt (KD, KH, KW, C * mult)``,
-    ``yt (N, OD, OH, OW, C * mult)``. The innermost loop runs over channels, long and
-    unit-stride however small the image is; taps that fall in the zero padding are
-    skipped per output position."""
-    n_, di, hi, wi, c_ = xt.shape
+def _channels_last(x, n0, xt, mz, my, mx):
+    """``xt[i, a, b, e, c] = x[n0 + i, c, mz[a], my[b], mx[e]]``, 0 where a map is -1.
+
+    The maps give the source of every position of ``xt``: the identity for zero
+    padding (which the kernel skips), the padding mode's source indices otherwise.
+    Channels go in blocks so that the source rows being read stay in L1."""
+    nb, dp, hp, wp, c_ = xt.shape
+    block = 128
+    for r in prange(nb * dp * hp):
+        i = r // (dp * hp)
+        za = mz[(r // hp) % dp]
+        yb = my[r % hp]
+        a = (r // hp) % dp
+        b = r % hp
+        for c0 in range(0, c_, block):
+            c1 = min(c0 + block, c_)
+            for e in range(wp):
+                xe = mx[e]
+                if za < 0 or yb < 0 or xe < 0:
+                    for c in range(c0, c1):
+                        xt[i, a, b, e, c] = 0
+                else:
+                    for c in range(c0, c1):
+                        xt[i, a, b, e, c] = x[n0 + i, c, za, yb, xe]
+
+
+@njit(cache=True)
+def _weights_last(w):
+    """``(K, 1, KD, KH, KW)`` weights as ``(KD, KH, KW, K)``: one channel vector per tap.
+    Blocks of 16 channels, so that neither side is walked with a large stride alone."""
+    k_ = w.shape[0]
+    taps = w.shape[2] * w.shape[3] * w.shape[4]
+    src = w.reshape(k_, taps)
+    wt = np.empty((taps, k_), dtype=w.dtype)
+    for k0 in range(0, k_, 16):
+        k1 = min(k0 + 16, k_)
+        for t in range(taps):
+            for k in range(k0, k1):
+                wt[t, k] = src[k, t]
+    return wt.reshape(w.shape[2], w.shape[3], w.shape[4], k_)
+
+
+@njit(cache=True, inline="always")
+def _taps_row(xt, wt, acc, i, od, oh, ow, mult, pad, stride, dil):
+    """``acc[ow, :] += taps of output pixel (od, oh, ow) of image i``; taps that fall
+    in the zero padding are skipped."""
+    di, hi, wi, c_ = xt.shape[1], xt.shape[2], xt.shape[3], xt.shape[4]
     kd_, kh_, kw_ = wt.shape[0], wt.shape[1], wt.shape[2]
-    od_, oh_, ow_, k_ = yt.shape[1], yt.shape[2], yt.shape[3], yt.shape[4]
     m = np.uint64(mult)
     nc = np.uint64(c_)
-    rows = n_ * od_ * oh_
-    for r in prange(rows):
-        n = r // (od_ * oh_)
-        od = (r // oh_) % od_
-        oh = r % oh_
-        for ow in range(ow_):
-            for k in range(np.uint64(k_)):
-                yt[n, od, oh, ow, k] = bias[k]
-            for kd in range(kd_):
-                iz = od * stride[0] + kd * dil[0] - pad[0]
-                if iz < 0 or iz >= di:
+    for kd in range(kd_):
+        iz = od * stride[0] + kd * dil[0] - pad[0]
+        if iz < 0 or iz >= di:
+            continue
+        for kh in range(kh_):
+            iy = oh * stride[1] + kh * dil[1] - pad[1]
+            if iy < 0 or iy >= hi:
+                continue
+            for kw in range(kw_):
+                ix = ow * stride[2] + kw * dil[2] - pad[2]
+                if ix < 0 or ix >= wi:
                     continue
-                for kh in range(kh_):
-                    iy = oh * stride[1] + kh * dil[1] - pad[1]
-                    if iy < 0 or iy >= hi:
+                if mult == 1:       # unit stride everywhere: vectorizes
+                    for c in range(nc):
+                        acc[ow, c] += wt[kd, kh, kw, c] * xt[i, iz, iy, ix, c]
+                else:
+                    for j in range(m):
+                        for c in range(nc):
+                            acc[ow, c * m + j] += \
+                                wt[kd, kh, kw, c * m + j] * xt[i, iz, iy, ix, c]
+
+
+@njit(cache=True, inline="always")
+def _taps_grouped(xf, wf, accf, yo, xs, ws, n, c0, c1):
+    """``acc[yo + c] += sum_t w[ws[t] + c] * x[xs[t] + c]`` for ``c0 <= c < c1`` over
+    the ``n`` taps listed by their flat offsets, two taps per pass over the channels
+    (the accumulator row is loaded and stored once per two taps)."""
+    y0 = np.uint64(yo + c0)
+    nc = np.uint64(c1 - c0)
+    t = 0
+    while t + 2 <= n:
+        x0, x1 = np.uint64(xs[t] + c0), np.uint64(xs[t + 1] + c0)
+        w0, w1 = np.uint64(ws[t] + c0), np.uint64(ws[t + 1] + c0)
+        for c in range(nc):
+            accf[y0 + c] += wf[w0 + c] * xf[x0 + c] + wf[w1 + c] * xf[x1 + c]
+        t += 2
+    if t < n:
+        x0, w0 = np.uint64(xs[t] + c0), np.uint64(ws[t] + c0)
+        for c in range(nc):
+            accf[y0 + c] += wf[w0 + c] * xf[x0 + c]
+
+
+@njit(cache=True, parallel=True)
+def _depthwise_kernel(xt, wt, bias, y, n0, mult, pad, stride, dil, parts):
+    """Depthwise (groups == input channels, ``mult`` outputs per input channel) from
+    channels-last ``xt (N, D, H, W, C)`` and ``wt (KD, KH, KW, C * mult)`` into the
+    NCHW output ``y[n0:n0 + N]``. The innermost loop runs over channels, long and
+    unit-stride however small the image is. Each output row is accumulated in a
+    per-thread ``(OW, K)`` buffer that stays in cache, then written out transposed.
+
+    With one output per channel, each pixel lists the flat offsets of its taps that
+    fall inside the input and sums them two per pass (``_taps_grouped``); with several
+    outputs per channel, tap by tap through ``_taps_row``."""
+    nb, di, hi, wi, c_ = xt.shape
+    k_, od_, oh_, ow_ = y.shape[1], y.shape[2], y.shape[3], y.shape[4]
+    kd_, kh_, kw_ = wt.shape[0], wt.shape[1], wt.shape[2]
+    xf = xt.reshape(xt.size)
+    wf = wt.reshape(wt.size)
+    rows = nb * od_ * oh_
+    for part in prange(parts):
+        acc = np.empty((ow_, k_), dtype=y.dtype)
+        accf = acc.reshape(acc.size)
+        xs = np.empty(kd_ * kh_ * kw_, dtype=np.int64)
+        ws = np.empty(kd_ * kh_ * kw_, dtype=np.int64)
+        for r in range(part * rows // parts, (part + 1) * rows // parts):
+            i = r // (od_ * oh_)
+            od = (r // oh_) % od_
+            oh = r % oh_
+            for ow in range(ow_):
+                for k in range(k_):
+                    acc[ow, k] = bias[k]
+                if mult != 1:
+                    _taps_row(xt, wt, acc, i, od, oh, ow, mult, pad, stride, dil)
+                    continue
+                n = 0
+                for kd in range(kd_):
+                    iz = od * stride[0] + kd * dil[0] - pad[0]
+                    if iz < 0 or iz >= di:
                         continue
-                    for kw in range(kw_):
-                        ix = ow * stride[2] + kw * dil[2] - pad[2]
-                        if ix < 0 or ix >= wi:
+                    for kh in range(kh_):
+                        iy = oh * stride[1] + kh * dil[1] - pad[1]
+                        if iy < 0 or iy >= hi:
                             continue
-                        if mult == 1:       # unit stride everywhere: vectorizes
-                            for c in range(nc):
-                                yt[n, od, oh, ow, c] += \
-                                    wt[kd, kh, kw, c] * xt[n, iz, iy, ix, c]
-                        else:
-                            for j in range(m):
-                                for c in range(nc):
-                                    yt[n, od, oh, ow, c * m + j] += \
-                                        wt[kd, kh, kw, c * m + j] * xt[n, iz, iy, ix, c]
+                        for kw in range(kw_):
+                            ix = ow * stride[2] + kw * dil[2] - pad[2]
+                            if ix < 0 or ix >= wi:
+                                continue
+                            xs[n] = (((i * di + iz) * hi + iy) * wi + ix) * c_
+                            ws[n] = ((kd * kh_ + kh) * kw_ + kw) * c_
+                            n += 1
+                _taps_grouped(xf, wf, accf, ow * c_, xs, ws, n, 0, c_)
+            for k in range(k_):
+                for ow in range(ow_):
+                    y[n0 + i, k, od, oh, ow] = acc[ow, k]
 
 
-#: Upper bound on the channels-last copies of one batch chunk.
+#: Upper bound on the channels-last input copy of one batch chunk.
 CHUNK_BYTES = 32 * 2**20
 
 
 def _image_bytes(p) -> int:
-    """Channels-last input (padded for modes other than zeros) and output of one image."""
+    """The channels-last input of one image (padded for modes other than zeros)."""
     size = p.padded_size if not p.has_zero_padding else p.input_size
-    return compute_dtype(p.dtype).itemsize * (p.in_channels * prod(size) +
-                                              p.out_channels * prod(p.output_size))
+    return compute_dtype(p.dtype).itemsize * p.in_channels * prod(size)
 
 
 def _images_per_chunk(p) -> int:
@@ -205,29 +307,35 @@ def _images_per_chunk(p) -> int:
 
 
 def depthwise(x, w, bias, p):
-    """Depthwise convolution through the channels-last kernel, a batch chunk at a time
-    (zero padding implicit; other modes pad the chunk first)."""
+    """Depthwise convolution through the channels-last kernel, a batch chunk at a time:
+    the chunk is copied channels last (padded through the index maps for modes other
+    than zeros; zero padding stays implicit), the kernel writes the NCHW output."""
     sync_numba()
     cd = compute_dtype(p.dtype)
-    wt = np.ascontiguousarray(as3d(w, cd)[:, 0].transpose(1, 2, 3, 0))
+    x3 = as3d(x, cd)
+    wt = _weights_last(as3d(w, cd))
     b = bias_or_zeros(bias, p, cd)
     stride, dil = np.array(triple(p.stride, 1)), np.array(triple(p.dilation, 1))
-    od, oh, ow = triple(p.output_size, 1)
-    y = np.empty((p.batch, p.out_channels, od, oh, ow), dtype=cd)
+    y = np.empty((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
+    if p.has_zero_padding:
+        pad = pads3(p)
+        maps = [np.arange(n, dtype=np.int64) for n in x3.shape[2:]]
+    else:
+        pad = np.zeros(3, dtype=np.int64)
+        maps = index_maps(p)
     step = _images_per_chunk(p)
-    pad = pads3(p) if p.has_zero_padding else np.zeros(3, dtype=np.int64)
+    rows = prod(y.shape[2:4])
     for n0 in range(0, p.batch, step):
-        xc = x[n0:n0 + step]
-        if not p.has_zero_padding:
-            xc = pad_input(xc, p, cd)
-        xt = np.ascontiguousarray(as3d(xc, cd).transpose(0, 2, 3, 4, 1))
-        yt = np.empty((xt.shape[0], od, oh, ow, p.out_channels), dtype=cd)
-        _depthwise_kernel(xt, wt, b, yt, p.out_per_group, pad, stride, dil)
-        y[n0:n0 + step] = yt.transpose(0, 4, 1, 2, 3)
+        nb = min(step, p.batch - n0)
+        xt = np.empty((nb,) + tuple(m.size for m in maps) + (p.in_channels,), dtype=cd)
+        _channels_last(x3, n0, xt, *maps)
+        parts = max(1, min(nb * rows, 4 * get_num_threads()))
+        _depthwise_kernel(xt, wt, b, y, n0, p.out_per_group, pad, stride, dil, parts)
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)
 
 
 def depthwise_workspace(p) -> int:
-    """Channels-last copies of the input and the output of one batch chunk (the
-    padded input for padding modes other than zeros)."""
-    return _images_per_chunk(p) * _image_bytes(p)
+    """The channels-last input copy of one batch chunk (padded for padding modes other
+    than zeros) and a row buffer per thread."""
+    row = p.out_channels * p.output_size[-1] * compute_dtype(p.dtype).itemsize
+    return _images_per_chunk(p) * _image_bytes(p) + get_num_threads() * row

@@ -35,6 +35,9 @@ def _winograd_can(ndim, m):
 def _separable_can(p, weight=None):
     if p.ndim < 2:
         return "needs 2-D or 3-D filters (a 1-D filter is already one pass)"
+    if sum(k > 1 for k in p.kernel_size) < 2:
+        return f"needs at least two kernel axes longer than 1, got {p.kernel_size} " \
+               f"(one pass would be the whole filter)"
     if weight is None:
         return "needs the weight values to detect rank-1 filters"
     if separable.rank1_factors(weight) is None:

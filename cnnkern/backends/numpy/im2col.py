@@ -1,8 +1,10 @@
 """im2col + GEMM: unfold input windows into a column matrix, then one matmul per group.
 
 The column matrix is built in chunks (whole images, then rows of the first output
-dimension) so that it never exceeds ``chunk_bytes``; the GEMM runs in the compute dtype
-(float32 for float16/float32 inputs) through NumPy's BLAS.
+dimension) so that it never exceeds ``chunk_bytes``. Whole images are multiplied
+straight into the output; a part of an image goes through a temporary GEMM result,
+counted in the chunk. The GEMM runs in the compute dtype (float32 for float16/float32
+inputs) through NumPy's BLAS.
 """
 from __future__ import annotations
 
@@ -16,31 +18,40 @@ from ._common import alloc, compute_dtype, finish, kernel_offsets, pad_input
 CHUNK_BYTES = 64 * 2**20
 
 
-def _bytes_per_position(p, itemsize):
-    return p.in_channels * p.kernel_volume * itemsize
+def _bytes_per_position(p, itemsize, with_block: bool = False):
+    """Column-matrix bytes per output position; ``with_block`` adds the GEMM's result,
+    a temporary when the chunk is part of an image (whole images are multiplied
+    straight into the output)."""
+    return (p.in_channels * p.kernel_volume + with_block * p.out_channels) * itemsize
+
+
+def _plan(p, chunk_bytes, itemsize):
+    """(whole images per chunk, 0) or (1, output rows per chunk), and the chunk's bytes."""
+    per_image = _bytes_per_position(p, itemsize) * prod(p.output_size)
+    if per_image <= chunk_bytes:
+        step = min(p.batch, max(1, chunk_bytes // per_image))
+        return step, 0, step * per_image
+    per_row = _bytes_per_position(p, itemsize, True) * prod(p.output_size[1:])
+    rows = min(p.output_size[0], max(1, chunk_bytes // per_row))
+    return 1, rows, rows * per_row
 
 
 def workspace_bytes(p, chunk_bytes: int = CHUNK_BYTES) -> int:
-    itemsize = compute_dtype(p.dtype).itemsize
-    per_row = _bytes_per_position(p, itemsize) * prod(p.output_size[1:])
-    full = per_row * p.output_size[0] * p.batch
-    return min(full, max(per_row, chunk_bytes))
+    return _plan(p, chunk_bytes, compute_dtype(p.dtype).itemsize)[2]
 
 
 def _chunks(p, chunk_bytes, itemsize):
-    """(image range, output-row range) pairs whose columns fit in ``chunk_bytes``."""
-    per_row = _bytes_per_position(p, itemsize) * prod(p.output_size[1:])
-    rows = p.output_size[0]
-    per_image = per_row * rows
-    if per_image <= chunk_bytes:
-        step = max(1, chunk_bytes // per_image)
-        for n0 in range(0, p.batch, step):
-            yield slice(n0, min(n0 + step, p.batch)), slice(0, rows)
+    """(image range, output-row range) pairs whose columns (and GEMM result, for a part
+    of an image) fit in ``chunk_bytes``."""
+    images, rows, _ = _plan(p, chunk_bytes, itemsize)
+    n_rows = p.output_size[0]
+    if rows == 0:
+        for n0 in range(0, p.batch, images):
+            yield slice(n0, min(n0 + images, p.batch)), slice(0, n_rows)
     else:
-        step = max(1, chunk_bytes // per_row)
         for n in range(p.batch):
-            for r0 in range(0, rows, step):
-                yield slice(n, n + 1), slice(r0, min(r0 + step, rows))
+            for r0 in range(0, n_rows, rows):
+                yield slice(n, n + 1), slice(r0, min(r0 + rows, n_rows))
 
 
 def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
@@ -62,6 +73,9 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
                 index.append(slice(o * d, o * d + (n - 1) * s + 1, s))
             cols[:, :, t] = xp[tuple(index)]
         cols = cols.reshape(nb, g, cig * p.kernel_volume, prod(out_sz))
-        block = np.matmul(wm, cols)  # (nb, g, cog, positions)
-        y[images, :, :, rows] = block.reshape((nb, g, cog) + out_sz)
+        if nr == p.output_size[0]:              # whole images: y[images] is contiguous
+            np.matmul(wm, cols, out=y.reshape(p.batch, g, cog, -1)[images])
+        else:
+            block = np.matmul(wm, cols)         # (1, g, cog, positions)
+            y[images, :, :, rows] = block.reshape((nb, g, cog) + out_sz)
     return finish(y.reshape(p.output_shape), bias, p)
