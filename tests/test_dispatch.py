@@ -87,6 +87,19 @@ def test_separable_needs_weights_and_is_considered_with_them(rng):
         c.reason for c in dispatch.candidates(p, "numpy") if c.name == "separable")
 
 
+def test_separable_refuses_kernels_with_one_long_axis(rng):
+    """A 1x1 or 1xk filter is rank 1 trivially, and one pass is already the whole
+    filter: separable must refuse it before the weight check (which, on 2048x512 1x1
+    weights, built ~100 MiB of float64 temporaries per call)."""
+    x = rng.standard_normal((1, 8, 9, 9))
+    for kernel in ((1, 1), (1, 7), (5, 1)):
+        w = rng.standard_normal((4, 8) + kernel)
+        assert "separable" not in ck.supported_algorithms(x, w)
+        reason = next(c.reason for c in ck.explain(x, w).candidates
+                      if c.name == "separable")
+        assert "at least two kernel axes longer than 1" in reason
+
+
 def _family_calls(rng):
     """A call each numpy algorithm can run."""
     rank1 = rng.standard_normal((2, 1, 5, 1)) * rng.standard_normal((2, 1, 1, 5))

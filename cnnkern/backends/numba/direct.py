@@ -189,13 +189,13 @@ def _weights_last(w):
 
 
 @njit(cache=True, inline="always")
-def _taps_row(xt, wt, acc, i, od, oh, ow, mult, pad, stride, dil):
-    """``acc[ow, :] += taps of output pixel (od, oh, ow) of image i``; taps that fall
-    in the zero padding are skipped."""
+def _list_taps(xs, ws, xt, wt, i, od, oh, ow, pad, stride, dil):
+    """The taps of output pixel ``(od, oh, ow)`` of image ``i`` that fall inside the
+    input, as flat offsets: of their channel vector in ``xt`` into ``xs``, of their
+    weight vector in ``wt`` into ``ws``; returns how many."""
     di, hi, wi, c_ = xt.shape[1], xt.shape[2], xt.shape[3], xt.shape[4]
-    kd_, kh_, kw_ = wt.shape[0], wt.shape[1], wt.shape[2]
-    m = np.uint64(mult)
-    nc = np.uint64(c_)
+    kd_, kh_, kw_, k_ = wt.shape
+    n = 0
     for kd in range(kd_):
         iz = od * stride[0] + kd * dil[0] - pad[0]
         if iz < 0 or iz >= di:
@@ -208,34 +208,43 @@ def _taps_row(xt, wt, acc, i, od, oh, ow, mult, pad, stride, dil):
                 ix = ow * stride[2] + kw * dil[2] - pad[2]
                 if ix < 0 or ix >= wi:
                     continue
-                if mult == 1:       # unit stride everywhere: vectorizes
-                    for c in range(nc):
-                        acc[ow, c] += wt[kd, kh, kw, c] * xt[i, iz, iy, ix, c]
-                else:
-                    for j in range(m):
-                        for c in range(nc):
-                            acc[ow, c * m + j] += \
-                                wt[kd, kh, kw, c * m + j] * xt[i, iz, iy, ix, c]
+                xs[n] = (((i * di + iz) * hi + iy) * wi + ix) * c_
+                ws[n] = ((kd * kh_ + kh) * kw_ + kw) * k_
+                n += 1
+    return n
 
 
 @njit(cache=True, inline="always")
-def _taps_grouped(xf, wf, accf, yo, xs, ws, n, c0, c1):
-    """``acc[yo + c] += sum_t w[ws[t] + c] * x[xs[t] + c]`` for ``c0 <= c < c1`` over
-    the ``n`` taps listed by their flat offsets, two taps per pass over the channels
-    (the accumulator row is loaded and stored once per two taps)."""
-    y0 = np.uint64(yo + c0)
-    nc = np.uint64(c1 - c0)
+def _sum_taps(xf, wf, accf, yo, xs, ws, n, c_):
+    """``acc[yo + c] += sum_t w[ws[t] + c] * x[xs[t] + c]`` over the ``n`` listed taps,
+    two taps per pass over the channels: the accumulator is loaded and stored once per
+    two taps. Unsigned indices: no negative-index wraparound to stop vectorization."""
+    y0 = np.uint64(yo)
+    nc = np.uint64(c_)
     t = 0
     while t + 2 <= n:
-        x0, x1 = np.uint64(xs[t] + c0), np.uint64(xs[t + 1] + c0)
-        w0, w1 = np.uint64(ws[t] + c0), np.uint64(ws[t + 1] + c0)
+        x0, x1 = np.uint64(xs[t]), np.uint64(xs[t + 1])
+        w0, w1 = np.uint64(ws[t]), np.uint64(ws[t + 1])
         for c in range(nc):
             accf[y0 + c] += wf[w0 + c] * xf[x0 + c] + wf[w1 + c] * xf[x1 + c]
         t += 2
     if t < n:
-        x0, w0 = np.uint64(xs[t] + c0), np.uint64(ws[t] + c0)
+        x0, w0 = np.uint64(xs[t]), np.uint64(ws[t])
         for c in range(nc):
             accf[y0 + c] += wf[w0 + c] * xf[x0 + c]
+
+
+@njit(cache=True, inline="always")
+def _sum_taps_mult(xf, wf, accf, yo, xs, ws, n, c_, mult):
+    """As ``_sum_taps`` with ``mult`` outputs per input channel (``k = c * mult + j``
+    reads input channel ``c``), one tap per pass."""
+    m = np.uint64(mult)
+    y0 = np.uint64(yo)
+    for t in range(n):
+        x0, w0 = np.uint64(xs[t]), np.uint64(ws[t])
+        for j in range(m):
+            for c in range(np.uint64(c_)):
+                accf[y0 + c * m + j] += wf[w0 + c * m + j] * xf[x0 + c]
 
 
 @njit(cache=True, parallel=True)
@@ -244,22 +253,18 @@ def _depthwise_kernel(xt, wt, bias, y, n0, mult, pad, stride, dil, parts):
     channels-last ``xt (N, D, H, W, C)`` and ``wt (KD, KH, KW, C * mult)`` into the
     NCHW output ``y[n0:n0 + N]``. The innermost loop runs over channels, long and
     unit-stride however small the image is. Each output row is accumulated in a
-    per-thread ``(OW, K)`` buffer that stays in cache, then written out transposed.
-
-    With one output per channel, each pixel lists the flat offsets of its taps that
-    fall inside the input and sums them two per pass (``_taps_grouped``); with several
-    outputs per channel, tap by tap through ``_taps_row``."""
-    nb, di, hi, wi, c_ = xt.shape
+    per-thread ``(OW, K)`` buffer that stays in cache, then written out transposed;
+    each pixel lists its taps inside the input, so zero padding costs nothing."""
+    c_ = xt.shape[4]
     k_, od_, oh_, ow_ = y.shape[1], y.shape[2], y.shape[3], y.shape[4]
-    kd_, kh_, kw_ = wt.shape[0], wt.shape[1], wt.shape[2]
     xf = xt.reshape(xt.size)
     wf = wt.reshape(wt.size)
-    rows = nb * od_ * oh_
+    rows = xt.shape[0] * od_ * oh_
     for part in prange(parts):
         acc = np.empty((ow_, k_), dtype=y.dtype)
         accf = acc.reshape(acc.size)
-        xs = np.empty(kd_ * kh_ * kw_, dtype=np.int64)
-        ws = np.empty(kd_ * kh_ * kw_, dtype=np.int64)
+        xs = np.empty(wt.size // k_, dtype=np.int64)
+        ws = np.empty(wt.size // k_, dtype=np.int64)
         for r in range(part * rows // parts, (part + 1) * rows // parts):
             i = r // (od_ * oh_)
             od = (r // oh_) % od_
@@ -267,26 +272,11 @@ def _depthwise_kernel(xt, wt, bias, y, n0, mult, pad, stride, dil, parts):
             for ow in range(ow_):
                 for k in range(k_):
                     acc[ow, k] = bias[k]
-                if mult != 1:
-                    _taps_row(xt, wt, acc, i, od, oh, ow, mult, pad, stride, dil)
-                    continue
-                n = 0
-                for kd in range(kd_):
-                    iz = od * stride[0] + kd * dil[0] - pad[0]
-                    if iz < 0 or iz >= di:
-                        continue
-                    for kh in range(kh_):
-                        iy = oh * stride[1] + kh * dil[1] - pad[1]
-                        if iy < 0 or iy >= hi:
-                            continue
-                        for kw in range(kw_):
-                            ix = ow * stride[2] + kw * dil[2] - pad[2]
-                            if ix < 0 or ix >= wi:
-                                continue
-                            xs[n] = (((i * di + iz) * hi + iy) * wi + ix) * c_
-                            ws[n] = ((kd * kh_ + kh) * kw_ + kw) * c_
-                            n += 1
-                _taps_grouped(xf, wf, accf, ow * c_, xs, ws, n, 0, c_)
+                n = _list_taps(xs, ws, xt, wt, i, od, oh, ow, pad, stride, dil)
+                if mult == 1:
+                    _sum_taps(xf, wf, accf, ow * k_, xs, ws, n, c_)
+                else:
+                    _sum_taps_mult(xf, wf, accf, ow * k_, xs, ws, n, c_, mult)
             for k in range(k_):
                 for ow in range(ow_):
                     y[n0 + i, k, od, oh, ow] = acc[ow, k]
