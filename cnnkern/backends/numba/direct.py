@@ -151,25 +151,21 @@ def _channels_last(x, n0, xt, mz, my, mx):
 
     The maps give the source of every position of ``xt``: the identity for zero
     padding (which the kernel skips), the padding mode's source indices otherwise.
-    Channels go in blocks so that the source rows being read stay in L1."""
+    (Blocking the channels by 128 measured 1.5-2x slower than this plain loop.)"""
     nb, dp, hp, wp, c_ = xt.shape
-    block = 128
     for r in prange(nb * dp * hp):
         i = r // (dp * hp)
-        za = mz[(r // hp) % dp]
-        yb = my[r % hp]
         a = (r // hp) % dp
         b = r % hp
-        for c0 in range(0, c_, block):
-            c1 = min(c0 + block, c_)
-            for e in range(wp):
-                xe = mx[e]
-                if za < 0 or yb < 0 or xe < 0:
-                    for c in range(c0, c1):
-                        xt[i, a, b, e, c] = 0
-                else:
-                    for c in range(c0, c1):
-                        xt[i, a, b, e, c] = x[n0 + i, c, za, yb, xe]
+        za, yb = mz[a], my[b]
+        for e in range(wp):
+            xe = mx[e]
+            if za < 0 or yb < 0 or xe < 0:
+                for c in range(c_):
+                    xt[i, a, b, e, c] = 0
+            else:
+                for c in range(c_):
+                    xt[i, a, b, e, c] = x[n0 + i, c, za, yb, xe]
 
 
 @njit(cache=True)
