@@ -69,33 +69,11 @@ def render_bench(doc: dict, name: str) -> list:
     return lines
 
 
-def render_legacy_gpu(doc: dict, name: str) -> list:
-    """The GPU file written by the former benchmarks/gpu_bench.py (commit 5cc2386)."""
-    lines = [f"`benchmarks/results/{name}`: {doc['device']} ({doc['sm_count']} SMs), "
-             f"float32, batch {doc['rows'][0]['batch']}, {doc['date'][:10]}, commit "
-             f"{doc['commit'][:7]}, PyTorch {doc['torch']} / cuDNN {doc['cudnn']}; roof "
-             f"{doc['fp32_roof_tflops']:.0f} TFLOP/s FP32.", ""]
-    algos = sorted({a for r in doc["rows"] for a in r["algos"]} - {"implicit_gemm"})
-    header = ["layer", "GFLOP", "cuDNN ms", "cuDNN TF32 ms", "implicit_gemm ms", "TFLOP/s",
-              "% roof", "x cuDNN", "x TF32"] + [f"{a} ms" for a in algos]
-    rows = []
-    for r in doc["rows"]:
-        ig = r["algos"].get("implicit_gemm", {})
-        rows.append([r["layer"], f"{r['gflop']:.1f}", f"{r['cudnn_ms']:.3f}",
-                     f"{r['cudnn_tf32_ms']:.3f}", _f(ig.get("ms"), ".3f"),
-                     _f(ig.get("tflops"), ".1f"), _f(ig.get("roof_pct"), ".1f"),
-                     _f(ig.get("vs_cudnn"), ".2f"), _f(ig.get("vs_cudnn_tf32"), ".2f")] +
-                    [_f(r["algos"].get(a, {}).get("ms"), ".3f") for a in algos])
-    lines += _table(header, rows)
-    lines += ["", f"Geomean of our best over cuDNN (exact fp32): "
-                  f"**{doc['geomean_best_vs_cudnn']:.2f}x**."]
-    return lines
-
-
 def render(name: str) -> str:
     doc = json.loads((RESULTS / name).read_text())
-    lines = render_bench(doc, name) if doc.get("schema", "").startswith("cnnkern-bench/") \
-        else render_legacy_gpu(doc, name)
+    if not doc.get("schema", "").startswith("cnnkern-bench/"):
+        raise ValueError(f"{name}: not a cnnkern-bench results file")
+    lines = render_bench(doc, name)
     return "\n".join(lines) + "\n"
 
 
