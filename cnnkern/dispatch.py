@@ -105,6 +105,8 @@ NUMBA_RATES = {
     "row": 1.0e8,          # inner row loops/s of the plane kernel (their fixed cost)
     "depthwise": 2.0e10,   # FLOP/s of the channels-last kernel on taps inside the input
     "pixel_tap": 4.0e8,    # (output pixel, tap) visits/s of the channels-last kernel
+    "depthwise_rows": 5.0e10,  # FLOP/s of its row kernel (3/5/7 wide), padding taps too
+    "layout": 1.5e10,      # bytes/s of the row kernel's channels-last copy and NCHW write
     # Winograd, fitted (non-negative least squares on relative error) to 42 timings of
     # both variants on the suites' 3x3 layers, batch 1, 2-core EPYC:
     "gemm": 1.38e11,       # FLOP/s of the per-point GEMMs inside the parallel loop
@@ -119,24 +121,6 @@ NUMBA_RATES = {
 }
 
 
-def _inside(p) -> float:
-    """The fraction of (output, tap) pairs whose input index is inside the input: taps
-    in the zero padding cost the Numba kernels nothing."""
-    if not p.has_zero_padding:
-        return 1.0
-    frac = 1.0
-    for n, k, s, d, (before, _), o in zip(p.input_size, p.kernel_size, p.stride,
-                                          p.dilation, p.padding, p.output_size):
-        inside = 0
-        for t in range(k):
-            lo = max(0, -(-(before - t * d) // s))
-            hi = min(o, (n - 1 + before - t * d) // s + 1) if n - 1 + before - t * d >= 0 \
-                else 0
-            inside += max(0, hi - lo)
-        frac *= inside / (k * o)
-    return frac
-
-
 def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
     """Seconds for the Numba kernels and im2col; None for the other algorithms, which
     are the NumPy code and follow the NumPy backend's model."""
@@ -146,13 +130,18 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
     if name == "direct":
         rows = p.batch * p.out_channels * p.in_per_group * p.kernel_volume * \
             out_vol // p.output_size[-1]
-        return p.flops * _inside(p) / rate["direct"] * scale + rows / rate["row"]
+        return p.flops * p.inside_fraction / rate["direct"] * scale + rows / rate["row"]
     if name == "depthwise":
-        visits = p.batch * out_vol * p.kernel_volume * _inside(p)
+        from .backends.numba.depthwise import uses_row_kernel
+        if uses_row_kernel(p):                  # every tap, padding included
+            moved = p.batch * (p.in_channels * prod(p.padded_size) +
+                               2 * p.out_channels * out_vol) * itemsize
+            return p.flops / rate["depthwise_rows"] * scale + moved / rate["layout"]
+        visits = p.batch * out_vol * p.kernel_volume * p.inside_fraction
         lanes = -(-p.out_channels // 16)
         moved = p.batch * (p.in_channels * prod(p.input_size) +
                            2 * p.out_channels * out_vol) * itemsize
-        return p.flops * _inside(p) / rate["depthwise"] * scale + \
+        return p.flops * p.inside_fraction / rate["depthwise"] * scale + \
             visits * lanes / rate["pixel_tap"] / 8 + moved / RATES["copy"]
     if name == "im2col":
         cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize

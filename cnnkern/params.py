@@ -276,6 +276,24 @@ class ConvParams:
     def has_zero_padding(self) -> bool:
         return self.padding_mode == "zeros" or all(p == (0, 0) for p in self.padding)
 
+    @property
+    def inside_fraction(self) -> float:
+        """The fraction of (output, tap) pairs whose input index is inside the input:
+        the kernels that skip zero-padding taps do this fraction of ``flops``."""
+        if not self.has_zero_padding:
+            return 1.0
+        frac = 1.0
+        for n, k, s, d, (before, _), o in zip(self.input_size, self.kernel_size, self.stride,
+                                              self.dilation, self.padding, self.output_size):
+            inside = 0
+            for t in range(k):
+                lo = max(0, -(-(before - t * d) // s))
+                last = n - 1 + before - t * d
+                hi = min(o, last // s + 1) if last >= 0 else 0
+                inside += max(0, hi - lo)
+            frac *= inside / (k * o) if o else 1.0
+        return frac
+
     def describe(self) -> str:
         return (f"{self.fname}: input {self.input_shape}, weight {self.weight_shape}, "
                 f"stride {self.stride}, padding {self.padding} ({self.padding_mode}), "

@@ -152,6 +152,52 @@ def test_im2col_workspace_bounds_each_chunk():
     assert len(spans) == 4 * 4 and all(r.stop - r.start <= 5 for _, r in spans)
 
 
+FFT_CASES = [
+    dict(nd=2, x=(3, 4, 13, 11), w=(6, 2, 3, 5), stride=(2, 1), padding=(1, 2),
+         dilation=(1, 2), groups=2),
+    dict(nd=2, x=(2, 6, 10, 9), w=(6, 1, 5, 5), padding=2, groups=6),          # depthwise
+    dict(nd=2, x=(2, 3, 9, 9), w=(6, 1, 3, 3), padding=1, groups=3),           # multiplier 2
+    dict(nd=1, x=(3, 1, 40), w=(5, 1, 7), padding=3),                          # one input ch.
+    dict(nd=2, x=(2, 4, 8, 7), w=(4, 4, 3, 3), padding=(1, 2), padding_mode="reflect"),
+    dict(nd=2, x=(2, 4, 8, 7), w=(4, 2, 3, 3), padding=1, groups=2,
+         padding_mode="circular"),
+    dict(nd=2, x=(2, 3, 6, 6), w=(4, 3, 2, 3), padding=(3, 4)),   # pad > kernel - 1
+    dict(nd=3, x=(2, 2, 5, 6, 4), w=(3, 2, 3, 2, 3), padding=1, stride=(1, 2, 1)),
+]
+
+
+@pytest.mark.parametrize("case", FFT_CASES)
+def test_fft_chunks_and_blocks_cover_every_output(case, monkeypatch, rng):
+    """Force chunks of one image and blocks of one channel (and everything between)
+    through the FFT loops, on every padding treatment and channel layout."""
+    from cnnkern.backends.numpy import _common, fft
+    monkeypatch.setattr(_common, "POISON", True)
+    case = dict(case)
+    nd, xs, ws = case.pop("nd"), case.pop("x"), case.pop("w")
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    ref = FN[nd](x, w, b, algo="direct", backend="numpy", **case)
+    p = ConvParams.build(f"conv{nd}d", nd, x.shape, w.shape, **case)
+    plans = set()
+    for chunk in (1, 3000, 20000, 60000, 10**9):
+        plans.add(fft._plan(p, chunk)[:2])
+        y = fft.conv(x, w, b, p, chunk_bytes=chunk)
+        assert rel_err(y, ref) < 1e-12, chunk
+    assert (1, 1) in plans and (x.shape[0], w.shape[0]) in plans
+
+
+def test_fft_workspace_counts_the_weight_spectrum_and_one_step():
+    from cnnkern.backends.numpy import fft
+    p = ConvParams.build("conv2d", 2, (8, 16, 30, 30), (32, 16, 7, 7), padding=3,
+                         dtype=np.float32)
+    spec = 36 * 19 * 8                    # one channel's spectrum: 36 x (36 // 2 + 1) bins
+    assert fft._fft_shape(p) == (36, 36)
+    w_bytes = 32 * 16 * spec
+    chunk = 2 * 2**20
+    images, channels, wb, step = fft._plan(p, chunk)
+    assert wb == w_bytes and step <= chunk and 1 <= images < 8 and 1 <= channels <= 32
+    assert fft.workspace_bytes(p, chunk) == w_bytes + step
+
+
 def test_separable_detection_tolerance(rng):
     from cnnkern.backends.numpy.separable import rank1_factors
     u, v = rng.standard_normal((4, 3, 5, 1)), rng.standard_normal((4, 3, 1, 7))

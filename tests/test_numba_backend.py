@@ -70,8 +70,9 @@ def test_blas_threads_are_reached():
 @pytest.mark.parametrize("algo,kw,module", [
     ("winograd_f4x4_3x3", dict(padding=1), "winograd"),
     ("winograd_f2x2_3x3", dict(padding=(2, 0), groups=2), "winograd"),
-    ("depthwise", dict(padding=2, groups=6, stride=2), "direct"),
-    ("depthwise", dict(padding=1, groups=6, padding_mode="reflect"), "direct"),
+    ("depthwise", dict(padding=2, groups=6, stride=2), "depthwise"),
+    ("depthwise", dict(padding=1, groups=6, padding_mode="reflect"), "depthwise"),
+    ("depthwise", dict(padding=2, groups=6, dilation=2), "depthwise"),
 ])
 def test_chunk_loops_cover_every_output(algo, kw, module, monkeypatch, rng):
     """Blocks of one tile row / one image: every block boundary is crossed."""
@@ -83,6 +84,57 @@ def test_chunk_loops_cover_every_output(algo, kw, module, monkeypatch, rng):
     w = rng.standard_normal((6, cig, 3, 3)).astype(np.float32)
     y = ck.conv2d(x, w, algo=algo, **kw)
     assert rel_err(y, reference(x, w, **kw)) < 1e-4
+
+
+ROW_CASES = [      # (nd, input size, kernel, stride, padding, dilation, padding_mode)
+    (2, (13, 11), (3, 3), 1, 1, 1, "zeros"),
+    (2, (9, 15), (5, 5), (1, 2), 2, 1, "zeros"),
+    (2, (10, 10), (7, 7), 1, 3, (2, 1), "reflect"),
+    (2, (8, 3), (3, 3), (2, 2), 1, 1, "replicate"),         # rows narrower than 4 pixels
+    (2, (7, 7), (7, 7), 2, 3, 1, "circular"),
+    (1, (23,), (5,), 2, 2, 1, "zeros"),
+    (3, (5, 6, 9), (3, 2, 3), (2, 1, 1), 1, 1, "zeros"),
+]
+
+
+@pytest.mark.parametrize("case", ROW_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_row_kernel_matches_the_reference(case, dtype, rng):
+    """The row kernel (kernel width and stride as compile-time constants, four pixels at
+    a time) on every row remainder, both strides, every padding mode, 1-3 dimensions."""
+    from cnnkern.backends.numba import depthwise
+    from cnnkern.params import ConvParams
+    nd, size, k, stride, padding, dilation, mode = case
+    c = 5
+    x = rng.standard_normal((2, c) + size).astype(dtype)
+    w = rng.standard_normal((c, 1) + k).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=c, padding_mode=mode)
+    p = ConvParams.build(f"conv{nd}d", nd, x.shape, w.shape, dtype=dtype, **kw)
+    assert depthwise.uses_row_kernel(p)
+    fn = getattr(ck, f"conv{nd}d")
+    y = fn(x, w, b, algo="depthwise", **kw)
+    ref = fn(*(a.astype(np.float64) for a in (x, w, b)), algo="direct", backend="numpy", **kw)
+    assert y.dtype == dtype
+    assert rel_err(y, ref) < (1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_depthwise_kernel_choice(rng):
+    """Small kernels take the row kernel unless most taps fall in the padding; large,
+    dilated-along-rows and multiplier layers take the tap-list kernel."""
+    from cnnkern.backends.numba.depthwise import uses_row_kernel
+    from cnnkern.params import ConvParams
+
+    def params(size, k, **kw):
+        return ConvParams.build("conv2d", 2, (1, 8) + size, (kw.pop("cout", 8), 1) + k,
+                                groups=8, **kw)
+    assert uses_row_kernel(params((56, 56), (7, 7), padding=3))
+    assert uses_row_kernel(params((56, 56), (3, 3), padding=1, stride=2))
+    assert not uses_row_kernel(params((56, 56), (9, 9), padding=4))
+    assert not uses_row_kernel(params((56, 56), (3, 3), padding=2, dilation=2))
+    assert not uses_row_kernel(params((56, 56), (3, 3), padding=1, cout=16))
+    assert not uses_row_kernel(params((56, 56), (3, 3), padding=1, stride=4))
+    assert not uses_row_kernel(params((3, 3), (7, 7), padding=3))   # 27% of taps inside
 
 
 SCRIPT = """

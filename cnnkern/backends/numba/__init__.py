@@ -15,7 +15,7 @@ import numba  # noqa: F401  (ImportError -> the registry reports the backend una
 from ...registry import Algorithm, register
 from ...threads import pin_numba_blas
 from ..numpy import register_cpu_algorithms
-from . import direct, winograd
+from . import depthwise, direct, winograd
 
 BACKEND = "numba"
 
@@ -35,9 +35,9 @@ def _depthwise_can(p, weight=None):
 register(Algorithm("direct", BACKEND, "conv", direct.conv,
                    workspace_bytes=direct.workspace_bytes, tolerance=DIRECT,
                    summary="Numba: output planes in cache, taps clipped to the input"))
-register(Algorithm("depthwise", BACKEND, "conv", direct.depthwise,
+register(Algorithm("depthwise", BACKEND, "conv", depthwise.depthwise,
                    can_implement=_depthwise_can,
-                   workspace_bytes=direct.depthwise_workspace, tolerance=DIRECT,
+                   workspace_bytes=depthwise.depthwise_workspace, tolerance=DIRECT,
                    summary="Numba: channels last, the innermost loop over channels"))
 register_cpu_algorithms(BACKEND, winograd,
                         "Numba tile transforms F({m},3), GEMMs per point in BLAS",
