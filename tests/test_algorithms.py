@@ -138,16 +138,18 @@ def test_im2col_chunks_cover_every_output(monkeypatch, rng):
 
 
 def test_im2col_workspace_bounds_each_chunk():
-    """Whole images: the columns alone (the GEMM writes into the output); part of an
-    image: the columns and the GEMM's temporary result, both within the chunk bound."""
+    """Whole images: the columns and the images' padded copy (the GEMM writes into the
+    output); part of an image: its padded copy, the columns and the GEMM's temporary
+    result, all within the chunk bound."""
     from cnnkern.backends.numpy import im2col
     p = ConvParams.build("conv2d", 2, (4, 3, 20, 20), (64, 3, 3, 3), padding=1)
     isz = np.dtype(p.dtype).itemsize
     col_row = 3 * 9 * 20 * isz                     # bytes of one output row's columns
-    assert im2col.workspace_bytes(p, 10**9) == 4 * 20 * col_row
+    image = 3 * 22 * 22 * isz                      # one padded image
+    assert im2col.workspace_bytes(p, 10**9) == 4 * (20 * col_row + image)
     row = (3 * 9 + 64) * 20 * isz                  # ... with its GEMM result
-    chunk = 5 * row + 1
-    assert im2col.workspace_bytes(p, chunk) == 5 * row <= chunk
+    chunk = 5 * row + image + 1
+    assert im2col.workspace_bytes(p, chunk) == 5 * row + image <= chunk
     spans = list(im2col._chunks(p, chunk, isz))
     assert len(spans) == 4 * 4 and all(r.stop - r.start <= 5 for _, r in spans)
 

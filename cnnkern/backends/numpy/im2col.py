@@ -1,7 +1,8 @@
 """im2col + GEMM: unfold input windows into a column matrix, then one matmul per group.
 
 The column matrix is built in chunks (whole images, then rows of the first output
-dimension) so that it never exceeds ``chunk_bytes``. Whole images are multiplied
+dimension) so that it and the padded copy of the chunk's images never exceed
+``chunk_bytes``. Whole images are multiplied
 straight into the output; a part of an image goes through a temporary GEMM result,
 counted in the chunk. The GEMM runs in the compute dtype (float32 for float16/float32
 inputs) through NumPy's BLAS.
@@ -14,7 +15,7 @@ import numpy as np
 
 from ._common import alloc, compute_dtype, finish, kernel_offsets, pad_input
 
-#: Upper bound on the column matrix of one chunk.
+#: Upper bound on one chunk's column matrix and padded images.
 CHUNK_BYTES = 64 * 2**20
 
 
@@ -25,15 +26,23 @@ def _bytes_per_position(p, itemsize, with_block: bool = False):
     return (p.in_channels * p.kernel_volume + with_block * p.out_channels) * itemsize
 
 
+def _padded_image_bytes(p, itemsize) -> int:
+    """One image's padded (or cast) copy: the chunk's columns are cut from it."""
+    return p.in_channels * prod(p.padded_size) * itemsize
+
+
 def _plan(p, chunk_bytes, itemsize):
-    """(whole images per chunk, 0) or (1, output rows per chunk), and the chunk's bytes."""
-    per_image = _bytes_per_position(p, itemsize) * prod(p.output_size)
+    """(whole images per chunk, 0) or (1, output rows per chunk), and the chunk's bytes:
+    its columns, the padded copy of its images and, for part of an image, the GEMM's
+    result."""
+    image = _padded_image_bytes(p, itemsize)
+    per_image = _bytes_per_position(p, itemsize) * prod(p.output_size) + image
     if per_image <= chunk_bytes:
         step = min(p.batch, max(1, chunk_bytes // per_image))
         return step, 0, step * per_image
     per_row = _bytes_per_position(p, itemsize, True) * prod(p.output_size[1:])
-    rows = min(p.output_size[0], max(1, chunk_bytes // per_row))
-    return 1, rows, rows * per_row
+    rows = min(p.output_size[0], max(1, (chunk_bytes - image) // per_row))
+    return 1, rows, rows * per_row + image
 
 
 def workspace_bytes(p, chunk_bytes: int = CHUNK_BYTES) -> int:
@@ -57,17 +66,20 @@ def _chunks(p, chunk_bytes, itemsize):
 def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     cd = compute_dtype(p.dtype)
     g, cig, cog = p.groups, p.in_per_group, p.out_per_group
-    xp = pad_input(x, p, cd)
     wm = w.astype(cd, copy=False).reshape(g, cog, cig * p.kernel_volume)
     y = alloc((p.batch, g, cog) + p.output_size, dtype=cd)
     s0, d0 = p.stride[0], p.dilation[0]
+    xp_images, xp = None, None                  # the padded copy of these images
     for images, rows in _chunks(p, chunk_bytes, cd.itemsize):
+        if xp_images != images:                 # pad the chunk's images only, after
+            xp = None                           # letting the last chunk's copy go
+            xp_images, xp = images, pad_input(x[images], p, cd)
         nb, nr = images.stop - images.start, rows.stop - rows.start
         out_sz = (nr,) + p.output_size[1:]
         cols = alloc((nb, p.in_channels, p.kernel_volume) + out_sz, dtype=cd)
         for t, offset in enumerate(kernel_offsets(p.kernel_size)):
             start = rows.start * s0 + offset[0] * d0
-            index = [images, slice(None), slice(start, start + (nr - 1) * s0 + 1, s0)]
+            index = [slice(None), slice(None), slice(start, start + (nr - 1) * s0 + 1, s0)]
             for o, d, s, n in zip(offset[1:], p.dilation[1:], p.stride[1:],
                                   p.output_size[1:]):
                 index.append(slice(o * d, o * d + (n - 1) * s + 1, s))
