@@ -127,6 +127,20 @@ def _sum_taps_mult(xf, wf, accf, yo, xs, ws, n, c_, mult):
                 accf[y0 + c * m + j] += wf[w0 + c * m + j] * xf[x0 + c]
 
 
+@njit(cache=True, inline="always")
+def _row_of(r, od_, oh_):
+    """Image, depth and height index of output row ``r``."""
+    return r // (od_ * oh_), (r // oh_) % od_, r % oh_
+
+
+@njit(cache=True, inline="always")
+def _write_row(y, acc, n0, i, od, oh):
+    """The ``(OW, K)`` row buffer into the NCHW output."""
+    for k in range(acc.shape[1]):
+        for ow in range(acc.shape[0]):
+            y[n0 + i, k, od, oh, ow] = acc[ow, k]
+
+
 @njit(cache=True, parallel=True)
 def _depthwise_kernel(xt, wt, bias, y, n0, mult, pad, stride, dil, parts):
     """Depthwise (groups == input channels, ``mult`` outputs per input channel) from
@@ -146,9 +160,7 @@ def _depthwise_kernel(xt, wt, bias, y, n0, mult, pad, stride, dil, parts):
         xs = np.empty(wt.size // k_, dtype=np.int64)
         ws = np.empty(wt.size // k_, dtype=np.int64)
         for r in range(part * rows // parts, (part + 1) * rows // parts):
-            i = r // (od_ * oh_)
-            od = (r // oh_) % od_
-            oh = r % oh_
+            i, od, oh = _row_of(r, od_, oh_)
             for ow in range(ow_):
                 for k in range(k_):
                     acc[ow, k] = bias[k]
@@ -157,9 +169,7 @@ def _depthwise_kernel(xt, wt, bias, y, n0, mult, pad, stride, dil, parts):
                     _sum_taps(xf, wf, accf, ow * k_, xs, ws, n, c_)
                 else:
                     _sum_taps_mult(xf, wf, accf, ow * k_, xs, ws, n, c_, mult)
-            for k in range(k_):
-                for ow in range(ow_):
-                    y[n0 + i, k, od, oh, ow] = acc[ow, k]
+            _write_row(y, acc, n0, i, od, oh)
 
 
 @njit(cache=True, parallel=True, fastmath={"contract", "reassoc"})
@@ -178,9 +188,7 @@ def _depthwise_rows(xt, wt, bias, y, n0, stride, dil, width, step, parts):
     for part in prange(parts):
         acc = np.empty((ow_, c_), dtype=y.dtype)
         for r in range(part * rows // parts, (part + 1) * rows // parts):
-            i = r // (od_ * oh_)
-            od = (r // oh_) % od_
-            oh = r % oh_
+            i, od, oh = _row_of(r, od_, oh_)
             for ow in range(ow_):
                 for c in range(c_):
                     acc[ow, c] = bias[c]
@@ -211,9 +219,7 @@ def _depthwise_rows(xt, wt, bias, y, n0, stride, dil, width, step, parts):
                                 a0 += wt[kd, kh, j, c] * xt[i, iz, iy, x0 + j, c]
                             acc[ow, c] = a0
                         ow += 1
-            for k in range(c_):
-                for ow in range(ow_):
-                    y[n0 + i, k, od, oh, ow] = acc[ow, k]
+            _write_row(y, acc, n0, i, od, oh)
 
 
 #: Kernel widths and strides along W that have a row-kernel specialisation (each pair
