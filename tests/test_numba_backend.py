@@ -141,14 +141,16 @@ SCRIPT = """
 import json, sys, time
 import numpy as np
 import cnnkern as ck
-from cnnkern.backends.numba import direct, winograd
+from cnnkern.backends.numba import depthwise, direct, winograd
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)
 t0 = time.perf_counter()
 ck.conv2d(x, w, padding=1, algo="direct")
 ck.conv2d(x, w, padding=1, algo="winograd_f4x4_3x3")
+ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")   # the row kernel
 first = time.perf_counter() - t0
-stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats]
+stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats,
+         depthwise._depthwise_rows.stats]
 print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
                       misses=sum(len(s.cache_misses) for s in stats))))
 """
