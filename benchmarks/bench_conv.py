@@ -78,11 +78,10 @@ def _synchronized(fn, device: Device):
 def test_conv(benchmark, device, suite, layer, algo):
     c = case(device, suite, layer)
     if algo == "torch":
-        torch = pytest.importorskip("torch")
+        pytest.importorskip("torch")
         from cnnkern.bench.peers import to_numpy, torch_peers
         peer = torch_peers(device.kind, c.p, c.x, c.w, device.threads)[0]
         run, tol, to_host = peer.run, 1e-3, (lambda y: to_numpy(y[:1]))
-        del torch
     else:
         alg = registry.get("conv", device.backend, algo)
         reason = alg.check(c.p, c.w)

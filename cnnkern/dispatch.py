@@ -133,14 +133,13 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
         return p.flops * p.inside_fraction / rate["direct"] * scale + rows / rate["row"]
     if name == "depthwise":
         from .backends.numba.depthwise import uses_row_kernel
-        if uses_row_kernel(p):                  # every tap, padding included
-            moved = p.batch * (p.in_channels * prod(p.padded_size) +
-                               2 * p.out_channels * out_vol) * itemsize
+        rows_kernel = uses_row_kernel(p)
+        copied = prod(p.padded_size if rows_kernel else p.input_size)
+        moved = p.batch * (p.in_channels * copied + 2 * p.out_channels * out_vol) * itemsize
+        if rows_kernel:                         # every tap, padding included
             return p.flops / rate["depthwise_rows"] * scale + moved / rate["layout"]
         visits = p.batch * out_vol * p.kernel_volume * p.inside_fraction
         lanes = -(-p.out_channels // 16)
-        moved = p.batch * (p.in_channels * prod(p.input_size) +
-                           2 * p.out_channels * out_vol) * itemsize
         return p.flops * p.inside_fraction / rate["depthwise"] * scale + \
             visits * lanes / rate["pixel_tap"] / 8 + moved / RATES["copy"]
     if name == "im2col":
@@ -175,7 +174,7 @@ def estimate_seconds(name: str, p: ConvParams, backend: str = "numpy") -> float:
         estimate = _estimate_numba(name, p, itemsize)
         if estimate is not None:
             return estimate
-    out_vol, in_vol = prod(p.output_size), prod(p.padded_size)
+    out_vol = prod(p.output_size)
     if name == "direct":
         return p.flops / RATES["einsum"] + \
             p.kernel_volume * p.batch * p.in_channels * out_vol * 8 / RATES["copy"]

@@ -283,8 +283,9 @@ class ConvParams:
         if not self.has_zero_padding:
             return 1.0
         frac = 1.0
-        for n, k, s, d, (before, _), o in zip(self.input_size, self.kernel_size, self.stride,
-                                              self.dilation, self.padding, self.output_size):
+        axes = zip(self.input_size, self.kernel_size, self.stride, self.dilation,
+                   self.padding, self.output_size)
+        for n, k, s, d, (before, _), o in axes:
             inside = 0
             for t in range(k):
                 lo = max(0, -(-(before - t * d) // s))

@@ -158,8 +158,8 @@ FFT_CASES = [
     dict(nd=2, x=(3, 4, 13, 11), w=(6, 2, 3, 5), stride=(2, 1), padding=(1, 2),
          dilation=(1, 2), groups=2),
     dict(nd=2, x=(2, 6, 10, 9), w=(6, 1, 5, 5), padding=2, groups=6),          # depthwise
-    dict(nd=2, x=(2, 3, 9, 9), w=(6, 1, 3, 3), padding=1, groups=3),           # multiplier 2
-    dict(nd=1, x=(3, 1, 40), w=(5, 1, 7), padding=3),                          # one input ch.
+    dict(nd=2, x=(2, 3, 9, 9), w=(6, 1, 3, 3), padding=1, groups=3),       # multiplier 2
+    dict(nd=1, x=(3, 1, 40), w=(5, 1, 7), padding=3),                      # 1 input ch.
     dict(nd=2, x=(2, 4, 8, 7), w=(4, 4, 3, 3), padding=(1, 2), padding_mode="reflect"),
     dict(nd=2, x=(2, 4, 8, 7), w=(4, 2, 3, 3), padding=1, groups=2,
          padding_mode="circular"),

@@ -109,12 +109,14 @@ def test_depthwise_row_kernel_matches_the_reference(case, dtype, rng):
     x = rng.standard_normal((2, c) + size).astype(dtype)
     w = rng.standard_normal((c, 1) + k).astype(dtype)
     b = rng.standard_normal(c).astype(dtype)
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=c, padding_mode=mode)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=c,
+              padding_mode=mode)
     p = ConvParams.build(f"conv{nd}d", nd, x.shape, w.shape, dtype=dtype, **kw)
     assert depthwise.uses_row_kernel(p)
     fn = getattr(ck, f"conv{nd}d")
     y = fn(x, w, b, algo="depthwise", **kw)
-    ref = fn(*(a.astype(np.float64) for a in (x, w, b)), algo="direct", backend="numpy", **kw)
+    ref = fn(*(a.astype(np.float64) for a in (x, w, b)), algo="direct", backend="numpy",
+             **kw)
     assert y.dtype == dtype
     assert rel_err(y, ref) < (1e-5 if dtype == np.float32 else 1e-12)
 

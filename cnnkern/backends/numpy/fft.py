@@ -100,11 +100,10 @@ def _weight_spectrum(w, p, shape, cd, blocks):
     wk = spread_kernel(w.astype(cd, copy=False), p.dilation)
     wk = wk[(Ellipsis,) + (slice(None, None, -1),) * nd]
     nb = _n_bins(shape)
-    ctype = np.result_type(cd, np.complex64)
     if cig == 1:
         return sfft.rfftn(wk, s=shape, axes=axes, workers=get_num_threads()) \
             .reshape(g, cog, nb)
-    wm = np.empty((nb, g, cig, cog), dtype=ctype)
+    wm = np.empty((nb, g, cig, cog), dtype=np.result_type(cd, np.complex64))
     for g0, g1, o0, o1 in blocks:
         rows = wk.reshape((g, cog) + wk.shape[1:])[g0:g1, o0:o1]
         rows = rows.reshape((-1,) + wk.shape[1:])
