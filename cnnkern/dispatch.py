@@ -103,10 +103,17 @@ GPU_RATES = {
 NUMBA_RATES = {
     "direct": 1.5e10,      # FLOP/s of the plane kernel on taps inside the input
     "row": 1.0e8,          # inner row loops/s of the plane kernel (their fixed cost)
-    "depthwise": 2.0e10,   # FLOP/s of the channels-last kernel on taps inside the input
-    "pixel_tap": 4.0e8,    # (output pixel, tap) visits/s of the channels-last kernel
-    "depthwise_rows": 5.0e10,  # FLOP/s of its row kernel (3/5/7 wide), padding taps too
-    "layout": 1.5e10,      # bytes/s of the row kernel's channels-last copy and NCHW write
+    # The three depthwise kernels, fitted (non-negative least squares on relative
+    # error) to each kernel's times on the suites' 15 depthwise layers at batch 1 and 8:
+    "tap_lanes": 1.0e9,    # (output pixel, tap inside, 16 channels)/s of the tap-list kernel
+    "taps_layout": 1.5e10,  # bytes/s of its channels-last copy and NCHW write
+    "taps_call": 8.0e-5,   # its fixed cost per call, seconds (two parallel regions)
+    "depthwise_rows": 1.65e11,  # FLOP/s of the row kernel (3/5/7 wide), padding taps too
+    "layout": 1.0e10,      # bytes/s of the row kernel's channels-last copy and NCHW write
+    "phase_fill": 5.25e10,  # bytes/s of the plane kernel's padded, phase-split copies
+    "phase_pass": 1.28e10,  # output elements/s of its flat passes (4 taps, bias, crop)
+    "phase_loop": 9.4e7,   # its passes and copied rows per second (their fixed cost)
+    "phase_call": 6.0e-5,  # its fixed cost per call, seconds
     # Winograd, fitted (non-negative least squares on relative error) to 42 timings of
     # both variants on the suites' 3x3 layers, batch 1, 2-core EPYC:
     "gemm": 1.38e11,       # FLOP/s of the per-point GEMMs inside the parallel loop
@@ -121,6 +128,47 @@ NUMBA_RATES = {
 }
 
 
+def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> dict:
+    """Seconds for each kernel of the Numba ``depthwise`` algorithm that can take the
+    call: ``planes`` (NCHW planes), ``rows`` (channels last, 3/5/7 wide) or ``taps``
+    (channels last, any kernel); the algorithm runs the cheapest."""
+    from .backends.numba.depthwise import uses_row_kernel
+    from .backends.numba.depthwise_planes import plan
+    scale = itemsize / 4
+    rate = NUMBA_RATES
+    out_vol = prod(p.output_size)
+    pl = plan(p)
+    units, planes = p.batch * p.in_channels, p.batch * p.out_channels
+    passes = p.kernel_volume // 4 + p.kernel_volume % 4
+    seconds = {"planes": units * pl.size * itemsize / rate["phase_fill"] +
+               planes * pl.length * (passes + 2) / rate["phase_pass"] * scale +
+               (planes * passes + units * pl.size // pl.geo[2]) / rate["phase_loop"] +
+               rate["phase_call"]}
+    rows_kernel = uses_row_kernel(p)
+    copied = prod(p.padded_size if rows_kernel else p.input_size)
+    moved = p.batch * (p.in_channels * copied + 2 * p.out_channels * out_vol) * itemsize
+    if rows_kernel:                             # every tap, padding included
+        seconds["rows"] = p.flops / rate["depthwise_rows"] * scale + moved / rate["layout"]
+    else:
+        visits = p.batch * out_vol * p.kernel_volume * p.inside_fraction
+        lanes = -(-p.out_channels // 16) * scale
+        seconds["taps"] = visits * lanes / rate["tap_lanes"] + \
+            moved / rate["taps_layout"] + rate["taps_call"]
+    return seconds
+
+
+#: The plane kernel's model spreads wider (0.5-1.4x of measured, against 0.6-1.3x for
+#: the channels-last kernels); it is chosen only when it looks this much cheaper.
+PLANES_MARGIN = 0.9
+
+
+def depthwise_kernel(p: ConvParams, itemsize: int) -> str:
+    """The kernel the Numba ``depthwise`` algorithm runs for the call."""
+    seconds = depthwise_kernel_seconds(p, itemsize)
+    other = "rows" if "rows" in seconds else "taps"
+    return "planes" if seconds["planes"] < PLANES_MARGIN * seconds[other] else other
+
+
 def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
     """Seconds for the Numba kernels and im2col; None for the other algorithms, which
     are the NumPy code and follow the NumPy backend's model."""
@@ -132,16 +180,7 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
             out_vol // p.output_size[-1]
         return p.flops * p.inside_fraction / rate["direct"] * scale + rows / rate["row"]
     if name == "depthwise":
-        from .backends.numba.depthwise import uses_row_kernel
-        rows_kernel = uses_row_kernel(p)
-        copied = prod(p.padded_size if rows_kernel else p.input_size)
-        moved = p.batch * (p.in_channels * copied + 2 * p.out_channels * out_vol) * itemsize
-        if rows_kernel:                         # every tap, padding included
-            return p.flops / rate["depthwise_rows"] * scale + moved / rate["layout"]
-        visits = p.batch * out_vol * p.kernel_volume * p.inside_fraction
-        lanes = -(-p.out_channels // 16)
-        return p.flops * p.inside_fraction / rate["depthwise"] * scale + \
-            visits * lanes / rate["pixel_tap"] / 8 + moved / RATES["copy"]
+        return depthwise_kernel_seconds(p, itemsize)[depthwise_kernel(p, itemsize)]
     if name == "im2col":
         cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize
         return p.flops / rate["im2col_gemm"] * scale + cols / rate["im2col_copy"] + \

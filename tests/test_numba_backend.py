@@ -99,11 +99,12 @@ ROW_CASES = [      # (nd, input size, kernel, stride, padding, dilation, padding
 
 @pytest.mark.parametrize("case", ROW_CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_depthwise_row_kernel_matches_the_reference(case, dtype, rng):
+def test_depthwise_row_kernel_matches_the_reference(case, dtype, rng, monkeypatch):
     """The row kernel (kernel width and stride as compile-time constants, four pixels at
     a time) on every row remainder, both strides, every padding mode, 1-3 dimensions."""
     from cnnkern.backends.numba import depthwise
     from cnnkern.params import ConvParams
+    monkeypatch.setattr(depthwise, "kernel_for", lambda p: "rows")
     nd, size, k, stride, padding, dilation, mode = case
     c = 5
     x = rng.standard_normal((2, c) + size).astype(dtype)
@@ -119,6 +120,47 @@ def test_depthwise_row_kernel_matches_the_reference(case, dtype, rng):
              **kw)
     assert y.dtype == dtype
     assert rel_err(y, ref) < (1e-5 if dtype == np.float32 else 1e-12)
+
+
+def random_depthwise_case(rng):
+    """A depthwise call of 1-3 dimensions with every parameter drawn: sizes, strides
+    1-3, dilations 1-2, channel multipliers 1-3, any padding mode and amount."""
+    nd = int(rng.integers(1, 4))
+    while True:
+        size = tuple(int(v) for v in rng.integers(1, 20, nd))
+        k = tuple(int(v) for v in rng.integers(1, 6, nd))
+        dil = tuple(int(v) for v in rng.integers(1, 3, nd))
+        mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
+        top = [n - 1 if mode == "reflect" else n for n in size]
+        pad = tuple(int(rng.integers(0, t + 1)) if mode != "zeros" else int(rng.integers(0, 5))
+                    for t in top)
+        if all(n + 2 * q >= d * (j - 1) + 1 for n, q, d, j in zip(size, pad, dil, k)):
+            break
+    c, mult = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+    kw = dict(stride=tuple(int(v) for v in rng.integers(1, 4, nd)), padding=pad,
+              dilation=dil, groups=c, padding_mode=mode)
+    return nd, (int(rng.integers(1, 4)), c) + size, (c * mult, 1) + k, kw
+
+
+@pytest.mark.parametrize("kernel", ["planes", "taps"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_kernels_match_the_reference_on_random_calls(kernel, dtype, rng,
+                                                             monkeypatch):
+    """The plane kernel (stride phases, flat passes) and the tap-list kernel, forced, on
+    40 random calls each; the plane kernel's buffers start as NaN, so a position its
+    fill misses shows up in the output."""
+    from cnnkern.backends.numba import depthwise
+    monkeypatch.setattr(depthwise, "kernel_for", lambda p: kernel)
+    for _ in range(40):
+        nd, xs, ws, kw = random_depthwise_case(rng)
+        x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        fn = getattr(ck, f"conv{nd}d")
+        y = fn(x, w, b, algo="depthwise", **kw)
+        ref = fn(*(a.astype(np.float64) for a in (x, w, b)), algo="direct",
+                 backend="numpy", **kw)
+        assert y.dtype == dtype
+        assert rel_err(y, ref) < (1e-5 if dtype == np.float32 else 1e-12), (xs, ws, kw)
 
 
 def test_depthwise_kernel_choice(rng):
@@ -139,20 +181,42 @@ def test_depthwise_kernel_choice(rng):
     assert not uses_row_kernel(params((3, 3), (7, 7), padding=3))   # 27% of taps inside
 
 
+@pytest.mark.parametrize("layer,kernel", [
+    ("mobilenetv2/dw_56_s2", "planes"), ("mobilenetv2/dw_112", "planes"),
+    ("replknet31b/dw31_s1", "planes"), ("convnext_t/dw7_s3", "rows"),
+    ("mobilenetv2/dw_7", "rows"), ("replknet31b/dw31_s3", "taps"),
+    ("replknet31b/dw13_s4", "taps"),
+])
+def test_depthwise_runs_the_kernel_measured_fastest(layer, kernel):
+    """At batch 1 the cost model picks the kernel that measured fastest on these layers
+    (2-core EPYC, docs/dispatch.md): NCHW planes for large images with few channels,
+    channels last for small images with many."""
+    from cnnkern.backends.numba.depthwise import kernel_for
+    from cnnkern.params import ConvParams
+    from cnnkern.suites import SUITES
+    suite, name = layer.split("/")
+    spec = next(s for s in SUITES[suite] if s.name == name)
+    xs, ws = spec.shapes(1)
+    p = ConvParams.build("conv2d", spec.ndim, xs, ws, dtype=np.float32, **spec.kwargs())
+    assert kernel_for(p) == kernel
+
+
 SCRIPT = """
 import json, sys, time
 import numpy as np
 import cnnkern as ck
-from cnnkern.backends.numba import depthwise, direct, winograd
+from cnnkern.backends.numba import depthwise, depthwise_planes, direct, winograd
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)
 t0 = time.perf_counter()
 ck.conv2d(x, w, padding=1, algo="direct")
 ck.conv2d(x, w, padding=1, algo="winograd_f4x4_3x3")
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")   # the row kernel
+depthwise.kernel_for = lambda p: "planes"
+ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
 first = time.perf_counter() - t0
 stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats,
-         depthwise._depthwise_rows.stats]
+         depthwise._depthwise_rows.stats, depthwise_planes._planes_kernel.stats]
 print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
                       misses=sum(len(s.cache_misses) for s in stats))))
 """

@@ -1,8 +1,9 @@
-"""Depthwise convolution in Numba (groups == input channels, any channel multiplier),
-channels last: the innermost loop runs over channels, long and unit-stride however
-small the image is.
+"""Depthwise convolution in Numba (groups == input channels, any channel multiplier).
 
-Two kernels share the layout (a channels-last copy of a batch chunk, weights as one
+Three kernels; ``kernel_for`` runs the one the dispatcher's cost model rates cheapest.
+Large images with few channels go to ``depthwise_planes.py``, which works on the NCHW
+planes in place. The other two work channels last: the innermost loop runs over
+channels, long and unit-stride however small the image is. They share the layout (a channels-last copy of a batch chunk, weights as one
 channel vector per tap, output rows accumulated per thread and written NCHW):
 
 - the row kernel, for the common small kernels (width 3, 5 or 7, stride 1 or 2 along
@@ -27,6 +28,7 @@ from ...threads import get_num_threads
 from ..numpy._common import alloc
 from ._layout import as3d, bias_or_zeros, compute_dtype, index_maps, pads3, sync_numba, \
     triple
+from .depthwise_planes import depthwise_planes, planes_workspace
 
 
 @njit(cache=True, parallel=True)
@@ -257,10 +259,20 @@ def _images_per_chunk(p, padded: bool) -> int:
     return max(1, min(p.batch, CHUNK_BYTES // _image_bytes(p, padded)))
 
 
+def kernel_for(p) -> str:
+    """The kernel for the call by the dispatcher's cost model: ``planes``
+    (``depthwise_planes.py``), ``rows`` or ``taps``."""
+    from ...dispatch import depthwise_kernel
+    return depthwise_kernel(p, compute_dtype(p.dtype).itemsize)
+
+
 def depthwise(x, w, bias, p):
-    """Depthwise convolution a batch chunk at a time: the chunk is copied channels last
-    through the index maps (padded, or unpadded for the tap-list kernel under zero
-    padding), then the kernel writes the NCHW output."""
+    """Depthwise convolution by the kernel ``kernel_for`` picks. The channels-last
+    kernels go a batch chunk at a time: the chunk is copied channels last through the
+    index maps (padded, or unpadded for the tap-list kernel under zero padding), then
+    the kernel writes the NCHW output."""
+    if kernel_for(p) == "planes":
+        return depthwise_planes(x, w, bias, p)
     sync_numba()
     cd = compute_dtype(p.dtype)
     x3 = as3d(x, cd)
@@ -292,7 +304,11 @@ def depthwise(x, w, bias, p):
 
 
 def depthwise_workspace(p) -> int:
-    """The channels-last input copy of one batch chunk and a row buffer per thread."""
+    """The workspace of the kernel ``kernel_for`` picks: the phase buffers of
+    ``depthwise_planes``, or the channels-last input copy of one batch chunk and a row
+    buffer per thread."""
+    if kernel_for(p) == "planes":
+        return planes_workspace(p)
     padded = _copies_padding(p, uses_row_kernel(p))
     row = p.out_channels * p.output_size[-1] * compute_dtype(p.dtype).itemsize
     return _images_per_chunk(p, padded) * _image_bytes(p, padded) + \
