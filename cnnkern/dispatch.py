@@ -14,9 +14,11 @@ import json
 import platform
 import threading
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from math import log2, prod
 from pathlib import Path
-from typing import Optional
+from types import MappingProxyType
+from typing import Mapping, Optional
 
 from . import registry, timing
 from ._sources import implementation_hash
@@ -105,7 +107,7 @@ NUMBA_RATES = {
     "row": 1.0e8,          # inner row loops/s of the plane kernel (their fixed cost)
     # The three depthwise kernels, fitted (non-negative least squares on relative
     # error) to each kernel's times on the suites' 15 depthwise layers at batch 1 and 8:
-    "tap_lanes": 1.0e9,    # (output pixel, tap inside, 16 channels)/s of the tap-list kernel
+    "tap_lanes": 1.0e9,    # (output pixel, inside tap, 16 channels)/s, tap-list kernel
     "taps_layout": 1.5e10,  # bytes/s of its channels-last copy and NCHW write
     "taps_call": 8.0e-5,   # its fixed cost per call, seconds (two parallel regions)
     "depthwise_rows": 1.65e11,  # FLOP/s of the row kernel (3/5/7 wide), padding taps too
@@ -128,21 +130,23 @@ NUMBA_RATES = {
 }
 
 
-def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> dict:
+@lru_cache(maxsize=256)
+def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float]:
     """Seconds for each kernel of the Numba ``depthwise`` algorithm that can take the
     call: ``planes`` (NCHW planes), ``rows`` (channels last, 3/5/7 wide) or ``taps``
-    (channels last, any kernel); the algorithm runs the cheapest."""
+    (channels last, any kernel). Cached per call shape: the estimate, the workspace and
+    the run each ask."""
     from .backends.numba.depthwise import uses_row_kernel
-    from .backends.numba.depthwise_planes import plan
+    from .backends.numba.depthwise_planes import sizes
     scale = itemsize / 4
     rate = NUMBA_RATES
     out_vol = prod(p.output_size)
-    pl = plan(p)
+    sub, size, length = sizes(p)
     units, planes = p.batch * p.in_channels, p.batch * p.out_channels
     passes = p.kernel_volume // 4 + p.kernel_volume % 4
-    seconds = {"planes": units * pl.size * itemsize / rate["phase_fill"] +
-               planes * pl.length * (passes + 2) / rate["phase_pass"] * scale +
-               (planes * passes + units * pl.size // pl.geo[2]) / rate["phase_loop"] +
+    seconds = {"planes": units * size * itemsize / rate["phase_fill"] +
+               planes * length * (passes + 2) / rate["phase_pass"] * scale +
+               (planes * passes + units * size // int(sub[2])) / rate["phase_loop"] +
                rate["phase_call"]}
     rows_kernel = uses_row_kernel(p)
     copied = prod(p.padded_size if rows_kernel else p.input_size)
@@ -154,7 +158,7 @@ def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> dict:
         lanes = -(-p.out_channels // 16) * scale
         seconds["taps"] = visits * lanes / rate["tap_lanes"] + \
             moved / rate["taps_layout"] + rate["taps_call"]
-    return seconds
+    return MappingProxyType(seconds)
 
 
 #: The plane kernel's model spreads wider (0.5-1.4x of measured, against 0.6-1.3x for
@@ -293,8 +297,8 @@ class Explanation:
 
     def __str__(self) -> str:
         limit = "none" if self.workspace_limit is None else _mib(self.workspace_limit)
-        lines = [self.params.describe(), f"backend: {self.backend}, workspace limit: {limit}",
-                 "candidates:"]
+        lines = [self.params.describe(),
+                 f"backend: {self.backend}, workspace limit: {limit}", "candidates:"]
         for c in self.candidates:
             if c.reason is not None:
                 lines.append(f"  {c.name:<20} cannot run: {c.reason}")

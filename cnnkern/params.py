@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 import operator
 from dataclasses import dataclass
+from functools import cached_property
 from math import prod
 
 import numpy as np
@@ -276,10 +277,11 @@ class ConvParams:
     def has_zero_padding(self) -> bool:
         return self.padding_mode == "zeros" or all(p == (0, 0) for p in self.padding)
 
-    @property
+    @cached_property
     def inside_fraction(self) -> float:
         """The fraction of (output, tap) pairs whose input index is inside the input:
-        the kernels that skip zero-padding taps do this fraction of ``flops``."""
+        the kernels that skip zero-padding taps do this fraction of ``flops``. Cached:
+        several cost estimates of one call ask (the dataclass is frozen, so it holds)."""
         if not self.has_zero_padding:
             return 1.0
         frac = 1.0

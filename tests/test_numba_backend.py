@@ -132,8 +132,7 @@ def random_depthwise_case(rng):
         dil = tuple(int(v) for v in rng.integers(1, 3, nd))
         mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
         top = [n - 1 if mode == "reflect" else n for n in size]
-        pad = tuple(int(rng.integers(0, t + 1)) if mode != "zeros" else int(rng.integers(0, 5))
-                    for t in top)
+        pad = tuple(int(rng.integers(0, t + 1 if mode != "zeros" else 5)) for t in top)
         if all(n + 2 * q >= d * (j - 1) + 1 for n, q, d, j in zip(size, pad, dil, k)):
             break
     c, mult = int(rng.integers(1, 6)), int(rng.integers(1, 4))

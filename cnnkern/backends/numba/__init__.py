@@ -38,7 +38,7 @@ register(Algorithm("direct", BACKEND, "conv", direct.conv,
 register(Algorithm("depthwise", BACKEND, "conv", depthwise.depthwise,
                    can_implement=_depthwise_can,
                    workspace_bytes=depthwise.depthwise_workspace, tolerance=DIRECT,
-                   summary="Numba: channels last, the innermost loop over channels"))
+                   summary="Numba: NCHW planes split by stride phase, or channels last"))
 register_cpu_algorithms(BACKEND, winograd,
                         "Numba tile transforms F({m},3), GEMMs per point in BLAS",
                         shared_note=" (NumPy code)")

@@ -178,30 +178,36 @@ class Plan(NamedTuple):
     length: int           # pitched output elements of one plane
 
 
-def plan(p) -> Plan:
+def sizes(p) -> tuple[np.ndarray, int, int]:
+    """(phase depth, rows, row pitch), the phase buffer's elements (all phases and a
+    row of slack: the flat loop of the last row reads up to a pitch past its phase) and
+    the pitched output plane's elements; cheap enough for the cost model."""
     st = triple(p.stride, 1)
-    dil = triple(p.dilation, 1)
-    dq, rq, pq = (-(-n // s) for n, s in zip(triple(p.padded_size, 1), st))
-    phase = dq * rq * pq
-    offsets = []
-    for tap in np.ndindex(*triple(p.kernel_size, 1)):
-        pos = [t * d for t, d in zip(tap, dil)]
-        a, b, e = (v % s for v, s in zip(pos, st))
-        z, r, q = (v // s for v, s in zip(pos, st))
-        offsets.append(((a * st[1] + b) * st[2] + e) * phase + (z * rq + r) * pq + q)
+    sub = np.array([-(-n // s) for n, s in zip(triple(p.padded_size, 1), st)], np.int64)
     od_, oh_, _ = triple(p.output_size, 1)
+    rq, pq = int(sub[1]), int(sub[2])
+    return sub, prod(st) * int(sub.prod()) + pq, ((od_ - 1) * rq + oh_) * pq
+
+
+def plan(p) -> Plan:
+    st = np.array(triple(p.stride, 1), np.int64)
+    sub, size, length = sizes(p)
+    dq, rq, pq = (int(n) for n in sub)
+    pos = np.indices(triple(p.kernel_size, 1)).reshape(3, -1).T * \
+        np.array(triple(p.dilation, 1))
+    ph, q = pos % st, pos // st
+    phase_id = (ph[:, 0] * st[1] + ph[:, 1]) * st[2] + ph[:, 2]
+    offsets = phase_id * (dq * rq * pq) + (q[:, 0] * rq + q[:, 1]) * pq + q[:, 2]
     _, hi, wi = triple(p.input_size, 1)
     pw = triple([before for before, _ in p.padding], 0)[2]
-    sw = st[2]
+    sw = int(st[2])
     runs = np.zeros((sw, 4), np.int64)
     for e in range(sw):
         q0 = max(0, -(-(pw - e) // sw))
         q1 = max(q0, min(pq, (wi - 1 + pw - e) // sw + 1))
         runs[e] = (q0, q1, q0 * sw + e - pw, pw)
-    # The flat loop of the last row reads up to a row pitch past its phase.
-    return Plan(np.array(offsets, np.int64), np.array([dq, rq, pq, hi, wi], np.int64),
-                np.array(st, np.int64), runs, prod(st) * phase + pq,
-                ((od_ - 1) * rq + oh_) * pq)
+    return Plan(offsets.astype(np.int64), np.array([dq, rq, pq, hi, wi], np.int64), st,
+                runs, size, length)
 
 
 def depthwise_planes(x, w, bias, p):
@@ -220,5 +226,5 @@ def depthwise_planes(x, w, bias, p):
 
 def planes_workspace(p) -> int:
     """A phase buffer and a pitched output plane per thread."""
-    pl = plan(p)
-    return get_num_threads() * (pl.size + pl.length) * compute_dtype(p.dtype).itemsize
+    _, size, length = sizes(p)
+    return get_num_threads() * (size + length) * compute_dtype(p.dtype).itemsize
