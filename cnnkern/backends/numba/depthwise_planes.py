@@ -45,30 +45,20 @@ def _copy_run(buf, bo, xf, xo, n, sw):
 
 
 @njit(cache=True, inline="always")
-def _copy_edges(buf, o, xf, row, mx, q_from, q_to, sw, e):
-    """Phase ``e``'s positions ``q_from <= q < q_to`` of one padded row, through the
-    W index map (padding, or past the padded width: 0)."""
-    for q in range(q_from, q_to):
-        px = q * sw + e
-        src = mx[px] if px < mx.size else -1
-        buf[o + q] = xf[row + src] if src >= 0 else 0
-
-
-@njit(cache=True, inline="always")
-def _fill(buf, xf, xp, geo, mz, my, mx, runs, strides):
+def _fill(buf, xf, xp, geo, mz, my, span, edge_q, edge_src, strides):
     """The padded plane (volume) at NCDHW offset ``xp``, split into stride phases.
 
-    ``geo`` is (phase depth, rows, row pitch, input height, input width); ``runs[e]``
-    is phase ``e``'s interior along W: ``q`` in ``[q0, q1)`` reads input column
-    ``s0 + (q - q0) * sw`` of the row, with ``runs[e, 3]`` the leading W padding."""
+    ``geo`` is (phase depth, rows, row pitch, input height, input width). Along W,
+    every phase reads the input directly for ``q`` in ``span = [qa, qb)`` (column
+    ``q * sw + e - span[2]``); the few other positions of a row, the same ``edge_q`` in
+    every phase, take column ``edge_src[e, j]`` (or 0 for -1): listed once per call, so
+    that a row costs one vectorized run and a short scalar loop, whatever the padding
+    mode."""
     sd, sh, sw = strides[0], strides[1], strides[2]
     dq, rq, pq = geo[0], geo[1], geo[2]
     hi, wi = geo[3], geo[4]
     phase = dq * rq * pq
-    # a stride-2 row fills both of its W phases in one pass (a pair of interleaved
-    # loads, which vectorizes; one phase alone is a gather)
-    qa = max(runs[0, 0], runs[sw - 1, 0])
-    qb = min(runs[0, 1], runs[sw - 1, 1])
+    qa, qb, pw = span[0], span[1], span[2]
     one = np.uint64(1)
     for a in range(sd):
         for b in range(sh):
@@ -86,26 +76,39 @@ def _fill(buf, xf, xp, geo, mz, my, mx, runs, strides):
                                 buf[o + e * phase + i] = 0
                         continue
                     row = xp + (iz * hi + iy) * wi
-                    paired = sw == 2 and qb > qa
-                    if paired:
-                        o0, o1 = np.uint64(o + qa), np.uint64(o + phase + qa)
-                        x0 = np.uint64(row + 2 * qa - runs[0, 3])
-                        for q in range(np.uint64(qb - qa)):
-                            buf[o0 + q] = xf[x0 + q + q]
-                            buf[o1 + q] = xf[x0 + q + q + one]
+                    if qb > qa:
+                        if sw == 2:
+                            # both phases in one pass: an interleaved pair of loads
+                            # vectorizes, one phase alone is a gather
+                            o0, o1 = np.uint64(o + qa), np.uint64(o + phase + qa)
+                            x0 = np.uint64(row + 2 * qa - pw)
+                            for q in range(np.uint64(qb - qa)):
+                                buf[o0 + q] = xf[x0 + q + q]
+                                buf[o1 + q] = xf[x0 + q + q + one]
+                        else:
+                            for e in range(sw):
+                                _copy_run(buf, o + e * phase + qa, xf,
+                                          row + qa * sw + e - pw, qb - qa, sw)
                     for e in range(sw):
                         oe = o + e * phase
-                        q0, q1, s0 = runs[e, 0], runs[e, 1], runs[e, 2]
-                        _copy_edges(buf, oe, xf, row, mx, 0, q0, sw, e)
-                        if paired:
-                            _copy_run(buf, oe + q0, xf, row + s0, qa - q0, sw)
-                            _copy_run(buf, oe + qb, xf, row + s0 + (qb - q0) * sw,
-                                      q1 - qb, sw)
-                        else:
-                            _copy_run(buf, oe + q0, xf, row + s0, q1 - q0, sw)
-                        _copy_edges(buf, oe, xf, row, mx, q1, pq, sw, e)
+                        for j in range(edge_q.size):
+                            src = edge_src[e, j]
+                            buf[oe + edge_q[j]] = xf[row + src] if src >= 0 else 0
     for i in range(sd * sh * sw * phase, buf.size):
         buf[i] = 0
+
+
+@njit(cache=True, inline="always")
+def _add_taps8(yb, n, buf, offs, t, wt, k):
+    a, b = np.uint64(offs[t]), np.uint64(offs[t + 1])
+    c, d = np.uint64(offs[t + 2]), np.uint64(offs[t + 3])
+    e, f = np.uint64(offs[t + 4]), np.uint64(offs[t + 5])
+    g, h = np.uint64(offs[t + 6]), np.uint64(offs[t + 7])
+    w0, w1, w2, w3 = wt[k, t], wt[k, t + 1], wt[k, t + 2], wt[k, t + 3]
+    w4, w5, w6, w7 = wt[k, t + 4], wt[k, t + 5], wt[k, t + 6], wt[k, t + 7]
+    for i in range(np.uint64(n)):
+        yb[i] += w0 * buf[a + i] + w1 * buf[b + i] + w2 * buf[c + i] + w3 * buf[d + i] + \
+            w4 * buf[e + i] + w5 * buf[f + i] + w6 * buf[g + i] + w7 * buf[h + i]
 
 
 @njit(cache=True, inline="always")
@@ -123,8 +126,8 @@ def _add_tap(yb, n, buf, o0, w0):
 
 
 @njit(cache=True, parallel=True, fastmath={"contract", "reassoc"})
-def _planes_kernel(x, wt, bias, y, mult, offs, geo, strides, mz, my, mx, runs, size,
-                   length, parts, poison):
+def _planes_kernel(x, wt, bias, y, mult, offs, geo, strides, mz, my, span, edge_q,
+                   edge_src, size, length, parts, poison):
     """``y[n, c * mult + j]`` for every (image, channel) unit ``(n, c)``: its plane into
     the phase buffer, then per output channel every tap as one flat pass (four taps a
     pass) over the pitched output buffer ``yb``, then ``yb`` cropped into ``y``.
@@ -145,12 +148,15 @@ def _planes_kernel(x, wt, bias, y, mult, offs, geo, strides, mz, my, mx, runs, s
             buf[:] = np.nan
             yb[:] = np.nan
         for u in range(part * units // parts, (part + 1) * units // parts):
-            _fill(buf, xf, u * vol, geo, mz, my, mx, runs, strides)
+            _fill(buf, xf, u * vol, geo, mz, my, span, edge_q, edge_src, strides)
             for j in range(mult):
                 k = (u % c_) * mult + j
                 for i in range(length):
                     yb[i] = bias[k]
                 t = 0
+                while t + 8 <= taps:
+                    _add_taps8(yb, length, buf, offs, t, wt, k)
+                    t += 8
                 while t + 4 <= taps:
                     _add_taps4(yb, length, buf, offs[t], offs[t + 1], offs[t + 2],
                                offs[t + 3], wt[k, t], wt[k, t + 1], wt[k, t + 2],
@@ -173,7 +179,9 @@ class Plan(NamedTuple):
     offsets: np.ndarray   # per tap (kd, kh, kw order), its shift into the phase buffer
     geo: np.ndarray       # phase depth, rows, row pitch; input height, width
     strides: np.ndarray
-    runs: np.ndarray      # per W phase: q0, q1, first input column, leading W padding
+    span: np.ndarray      # W positions [qa, qb) every phase reads directly; W padding
+    edge_q: np.ndarray    # the other W positions of a row
+    edge_src: np.ndarray  # per W phase, their input columns (-1: zero)
     size: int             # phase buffer elements (all phases and one row of slack)
     length: int           # pitched output elements of one plane
 
@@ -201,13 +209,16 @@ def plan(p) -> Plan:
     _, hi, wi = triple(p.input_size, 1)
     pw = triple([before for before, _ in p.padding], 0)[2]
     sw = int(st[2])
-    runs = np.zeros((sw, 4), np.int64)
-    for e in range(sw):
-        q0 = max(0, -(-(pw - e) // sw))
-        q1 = max(q0, min(pq, (wi - 1 + pw - e) // sw + 1))
-        runs[e] = (q0, q1, q0 * sw + e - pw, pw)
+    # q reads column q * sw + e - pw; inside the row for every phase e in [qa, qb)
+    qa = min(pq, -(-pw // sw))
+    qb = max(qa, min(pq, (wi + pw - sw) // sw + 1))
+    edge_q = np.r_[np.arange(qa), np.arange(qb, pq)].astype(np.int64)
+    mx = index_maps(p)[2]
+    px = edge_q[None, :] * sw + np.arange(sw)[:, None]
+    edge_src = np.where(px < mx.size, mx[np.minimum(px, mx.size - 1)], -1)
     return Plan(offsets.astype(np.int64), np.array([dq, rq, pq, hi, wi], np.int64), st,
-                runs, size, length)
+                np.array([qa, qb, pw], np.int64), edge_q, edge_src.astype(np.int64), size,
+                length)
 
 
 def depthwise_planes(x, w, bias, p):
@@ -219,8 +230,10 @@ def depthwise_planes(x, w, bias, p):
     pl = plan(p)
     y = _common.alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
     parts = max(1, min(p.batch * p.in_channels, 4 * get_num_threads()))
-    _planes_kernel(x3, wt, b, y, p.out_per_group, pl.offsets, pl.geo, pl.strides,
-                   *index_maps(p), pl.runs, pl.size, pl.length, parts, _common.POISON)
+    mz, my, _ = index_maps(p)
+    _planes_kernel(x3, wt, b, y, p.out_per_group, pl.offsets, pl.geo, pl.strides, mz, my,
+                   pl.span, pl.edge_q, pl.edge_src, pl.size, pl.length, parts,
+                   _common.POISON)
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)
 
 
