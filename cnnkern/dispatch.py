@@ -107,15 +107,16 @@ NUMBA_RATES = {
     "row": 1.0e8,          # inner row loops/s of the plane kernel (their fixed cost)
     # The three depthwise kernels, fitted (non-negative least squares on relative
     # error) to each kernel's times on the suites' 15 depthwise layers at batch 1 and 8:
-    "tap_lanes": 1.0e9,    # (output pixel, inside tap, 16 channels)/s, tap-list kernel
-    "taps_layout": 1.5e10,  # bytes/s of its channels-last copy and NCHW write
-    "taps_call": 8.0e-5,   # its fixed cost per call, seconds (two parallel regions)
-    "depthwise_rows": 1.65e11,  # FLOP/s of the row kernel (3/5/7 wide), padding taps too
-    "layout": 1.0e10,      # bytes/s of the row kernel's channels-last copy and NCHW write
-    "phase_fill": 5.25e10,  # bytes/s of the plane kernel's padded, phase-split copies
-    "phase_pass": 1.28e10,  # output elements/s of its flat passes (4 taps, bias, crop)
-    "phase_loop": 9.4e7,   # its passes and copied rows per second (their fixed cost)
-    "phase_call": 6.0e-5,  # its fixed cost per call, seconds
+    "tap_lanes": 9.2e8,    # (output pixel, inside tap, 16 channels)/s, tap-list kernel
+    "taps_call": 1.26e-4,  # its fixed cost per call, seconds (two parallel regions)
+    "depthwise_rows": 2.49e11,  # FLOP/s of the row kernel (3/5/7 wide), padding taps too
+    "layout": 1.43e10,     # bytes/s of the row kernel's channels-last copy and NCHW write
+    "rows_call": 1.8e-5,   # its fixed cost per call, seconds
+    "phase_fill": 3.45e10,  # bytes/s of the plane kernel's padded, phase-split copies
+    "phase_tap": 8.77e10,  # output elements x taps /s of its flat passes
+    "phase_pass": 2.11e10,  # output elements/s of each pass (the sums' load and store)
+    "phase_loop": 1.7e8,   # its passes and copied rows per second (their fixed cost)
+    "phase_call": 8.0e-5,  # its fixed cost per call, seconds
     # Winograd, fitted (non-negative least squares on relative error) to 42 timings of
     # both variants on the suites' 3x3 layers, batch 1, 2-core EPYC:
     "gemm": 1.38e11,       # FLOP/s of the per-point GEMMs inside the parallel loop
@@ -143,21 +144,22 @@ def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float
     out_vol = prod(p.output_size)
     sub, size, length = sizes(p)
     units, planes = p.batch * p.in_channels, p.batch * p.out_channels
-    passes = p.kernel_volume // 4 + p.kernel_volume % 4
+    taps = p.kernel_volume
+    passes = taps // 8 + taps % 8 // 4 + taps % 4
     seconds = {"planes": units * size * itemsize / rate["phase_fill"] +
-               planes * length * (passes + 2) / rate["phase_pass"] * scale +
+               planes * length * (taps / rate["phase_tap"] +
+                                  (passes + 2) / rate["phase_pass"]) * scale +
                (planes * passes + units * size // int(sub[2])) / rate["phase_loop"] +
                rate["phase_call"]}
-    rows_kernel = uses_row_kernel(p)
-    copied = prod(p.padded_size if rows_kernel else p.input_size)
-    moved = p.batch * (p.in_channels * copied + 2 * p.out_channels * out_vol) * itemsize
-    if rows_kernel:                             # every tap, padding included
-        seconds["rows"] = p.flops / rate["depthwise_rows"] * scale + moved / rate["layout"]
+    if uses_row_kernel(p):                      # every tap, padding included
+        moved = p.batch * (p.in_channels * prod(p.padded_size) +
+                           2 * p.out_channels * out_vol) * itemsize
+        seconds["rows"] = p.flops / rate["depthwise_rows"] * scale + \
+            moved / rate["layout"] + rate["rows_call"]
     else:
-        visits = p.batch * out_vol * p.kernel_volume * p.inside_fraction
-        lanes = -(-p.out_channels // 16) * scale
-        seconds["taps"] = visits * lanes / rate["tap_lanes"] + \
-            moved / rate["taps_layout"] + rate["taps_call"]
+        visits = p.batch * out_vol * taps * p.inside_fraction
+        seconds["taps"] = visits * -(-p.out_channels // 16) * scale / rate["tap_lanes"] + \
+            rate["taps_call"]
     return MappingProxyType(seconds)
 
 
