@@ -7,8 +7,9 @@ per-thread buffer split into its stride phases: phase ``(a, b, e)`` holds the pa
 positions ``(z * sd + a, r * sh + b, q * sw + e)``. In that buffer every tap of a
 strided convolution becomes a unit-stride shift, and with the output laid out with the
 buffer's row pitch a whole output plane is one long flat loop per tap: long enough to
-vectorize fully, where a 28-pixel row is not. Four taps share each pass over the
-output. The columns past the output width that the flat loop also computes are
+vectorize fully, where a 28-pixel row is not. Eight taps share each pass over the
+output (then four, then one for the rest): the running sums are loaded and stored once
+for all of them. The columns past the output width that the flat loop also computes are
 dropped when the plane is copied out. Any padding mode is read through the index maps
 of ``_layout``; channel multipliers reuse one buffer for all outputs of a channel.
 """
@@ -129,8 +130,8 @@ def _add_tap(yb, n, buf, o0, w0):
 def _planes_kernel(x, wt, bias, y, mult, offs, geo, strides, mz, my, span, edge_q,
                    edge_src, size, length, parts, poison):
     """``y[n, c * mult + j]`` for every (image, channel) unit ``(n, c)``: its plane into
-    the phase buffer, then per output channel every tap as one flat pass (four taps a
-    pass) over the pitched output buffer ``yb``, then ``yb`` cropped into ``y``.
+    the phase buffer, then per output channel the taps as flat passes (eight, four or
+    one taps a pass) over the pitched output buffer ``yb``, then ``yb`` cropped into ``y``.
     ``poison`` starts the buffers as NaN (tests: every element read was written)."""
     n_, c_ = x.shape[0], x.shape[1]
     od_, oh_, ow_ = y.shape[2], y.shape[3], y.shape[4]
