@@ -128,6 +128,16 @@ NUMBA_RATES = {
     "im2col_gemm": 1.57e11,  # FLOP/s
     "im2col_copy": 5.3e9,    # bytes/s of column copies
     "im2col_call": 4.5e-5,   # seconds of fixed cost per call
+    # im2col_blocks, fitted to its 55 non-depthwise suite layers (batch 1, 2026-11-23);
+    # each term is divided by the fraction of the threads its blocks can keep busy:
+    "blocks_gemm": 2.05e11,  # FLOP/s of the per-block one-thread GEMMs, all threads
+    "blocks_cols": 7.3e9,    # bytes/s of column blocks built
+    "blocks_weights": 1.67e10,  # bytes/s of weight matrices read, once per block
+    "blocks_out": 2.1e10,    # bytes/s of outputs (a small-K GEMM costs per output)
+    "blocks_call": 4.7e-5,   # seconds of fixed cost per call
+    # Its fit is off by 0.5-1.4x, and where it was too low (1x1 layers, a 3-channel
+    # stride-2 stem) the switch cost 1.3-1.7x; so its estimate carries this factor:
+    "blocks_caution": 1.1,
 }
 
 
@@ -191,6 +201,18 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
         cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize
         return p.flops / rate["im2col_gemm"] * scale + cols / rate["im2col_copy"] + \
             rate["im2col_call"]
+    if name == "im2col_blocks":
+        from .backends.numba.im2col_blocks import blocks
+        units, threads = blocks(p)
+        busy = max(1, min(units, threads)) / threads
+        kk = p.in_per_group * p.kernel_volume
+        cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize
+        weights = units * p.out_per_group * kk * itemsize
+        outs = p.batch * p.out_channels * out_vol * itemsize
+        return rate["blocks_caution"] * (
+            (p.flops / rate["blocks_gemm"] * scale + cols / rate["blocks_cols"] +
+             weights / rate["blocks_weights"] + outs / rate["blocks_out"]) / busy +
+            rate["blocks_call"])
     if name.startswith("winograd_"):
         from .backends.numba.winograd import work_items   # numba present: its backend
         m = int(name.split("_")[1][1])

@@ -73,12 +73,18 @@ def test_blas_threads_are_reached():
     ("depthwise", dict(padding=2, groups=6, stride=2), "depthwise"),
     ("depthwise", dict(padding=1, groups=6, padding_mode="reflect"), "depthwise"),
     ("depthwise", dict(padding=2, groups=6, dilation=2), "depthwise"),
+    ("im2col_blocks", dict(padding=2, stride=(2, 1)), "im2col_blocks"),
+    ("im2col_blocks", dict(padding=1, groups=2, padding_mode="circular"), "im2col_blocks"),
+    ("im2col_blocks", dict(padding=(0, 3), dilation=(1, 2)), "im2col_blocks"),
 ])
 def test_chunk_loops_cover_every_output(algo, kw, module, monkeypatch, rng):
-    """Blocks of one tile row / one image: every block boundary is crossed."""
+    """Blocks of one tile row / one image / one output row: every block boundary is
+    crossed."""
     import importlib
     mod = importlib.import_module(f"cnnkern.backends.numba.{module}")
-    monkeypatch.setattr(mod, "ITEM_BYTES" if module == "winograd" else "CHUNK_BYTES", 1)
+    limit = {"winograd": "ITEM_BYTES", "im2col_blocks": "BLOCK_BYTES"}.get(module,
+                                                                          "CHUNK_BYTES")
+    monkeypatch.setattr(mod, limit, 1)
     x = rng.standard_normal((3, 6, 13, 11)).astype(np.float32)
     cig = 1 if kw.get("groups") == 6 else 6 // kw.get("groups", 1)
     w = rng.standard_normal((6, cig, 3, 3)).astype(np.float32)
@@ -204,7 +210,8 @@ SCRIPT = """
 import json, sys, time
 import numpy as np
 import cnnkern as ck
-from cnnkern.backends.numba import depthwise, depthwise_planes, direct, winograd
+from cnnkern.backends.numba import (depthwise, depthwise_planes, direct, im2col_blocks,
+                                    winograd)
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)
 t0 = time.perf_counter()
@@ -213,9 +220,11 @@ ck.conv2d(x, w, padding=1, algo="winograd_f4x4_3x3")
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")   # the row kernel
 depthwise.kernel_for = lambda p: "planes"
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
+ck.conv2d(x, w, padding=1, algo="im2col_blocks")
 first = time.perf_counter() - t0
 stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats,
-         depthwise._depthwise_rows.stats, depthwise_planes._planes_kernel.stats]
+         depthwise._depthwise_rows.stats, depthwise_planes._planes_kernel.stats,
+         im2col_blocks._blocks_kernel.stats]
 print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
                       misses=sum(len(s.cache_misses) for s in stats))))
 """

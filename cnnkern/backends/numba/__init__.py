@@ -15,7 +15,7 @@ import numba  # noqa: F401  (ImportError -> the registry reports the backend una
 from ...registry import Algorithm, register
 from ...threads import pin_numba_blas
 from ..numpy import register_cpu_algorithms
-from . import depthwise, direct, winograd
+from . import depthwise, direct, im2col_blocks, winograd
 
 BACKEND = "numba"
 
@@ -39,6 +39,11 @@ register(Algorithm("depthwise", BACKEND, "conv", depthwise.depthwise,
                    can_implement=_depthwise_can,
                    workspace_bytes=depthwise.depthwise_workspace, tolerance=DIRECT,
                    summary="Numba: NCHW planes split by stride phase, or channels last"))
+register(Algorithm("im2col_blocks", BACKEND, "conv", im2col_blocks.conv,
+                   workspace_bytes=im2col_blocks.workspace_bytes,
+                   tolerance={"float16": 2e-3, "float32": 2e-5, "float64": 1e-12},
+                   summary="Numba: columns of a few output rows in cache, a one-thread "
+                           "BLAS GEMM per block"))
 register_cpu_algorithms(BACKEND, winograd,
                         "Numba tile transforms F({m},3), GEMMs per point in BLAS",
                         shared_note=" (NumPy code)")
