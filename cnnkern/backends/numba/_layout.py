@@ -1,14 +1,16 @@
 """Shapes as the Numba kernels take them: every call as 3-D (1-D and 2-D calls get
-leading spatial axes of size 1), padding as per-axis source-index maps."""
+leading spatial axes of size 1), padding as per-axis source-index maps; and the
+strided run copy the kernels that read the unpadded input share."""
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from ...threads import sync_numba
 from ..numpy._common import compute_dtype
 
-__all__ = ["as3d", "bias_or_zeros", "compute_dtype", "index_maps", "pads3", "sync_numba",
-           "triple"]
+__all__ = ["as3d", "bias_or_zeros", "compute_dtype", "copy_run", "index_maps", "pads3",
+           "sync_numba", "triple"]
 
 
 def triple(values, fill: int):
@@ -57,3 +59,21 @@ def index_maps(p):
         j = np.arange(-before, n + after, dtype=np.int64)
         maps.append(_source_index(j, n, p.padding_mode).astype(np.int64))
     return maps
+
+
+@njit(cache=True, inline="always")
+def copy_run(dst, do, src, so, n, step):
+    """``dst[do + q] = src[so + q * step]`` for ``q < n``. Indices are uint64 (no
+    negative-index wraparound to stop vectorization) and a stride of 2 is written
+    ``q + q``: in Numba uint64 * int64 is a float64."""
+    d0, s0 = np.uint64(do), np.uint64(so)
+    if step == 1:
+        for q in range(np.uint64(n)):
+            dst[d0 + q] = src[s0 + q]
+    elif step == 2:
+        for q in range(np.uint64(n)):
+            dst[d0 + q] = src[s0 + q + q]
+    else:
+        st = np.uint64(step)
+        for q in range(np.uint64(n)):
+            dst[d0 + q] = src[s0 + st * q]

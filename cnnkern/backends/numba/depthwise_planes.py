@@ -23,27 +23,11 @@ from numba import njit, prange
 
 from ...threads import get_num_threads
 from ..numpy import _common
-from ._layout import as3d, bias_or_zeros, compute_dtype, index_maps, sync_numba, triple
+from ._layout import (as3d, bias_or_zeros, compute_dtype, copy_run, index_maps, pads3,
+                      sync_numba, triple)
 
 # Indices in the hot loops are uint64 (no negative-index wraparound to stop
 # vectorization) and strides are written ``q + q``: in Numba uint64 * int64 is a float64.
-
-
-@njit(cache=True, inline="always")
-def _copy_run(buf, bo, xf, xo, n, sw):
-    """``buf[bo + q] = xf[xo + q * sw]`` for ``q < n``."""
-    b0, x0 = np.uint64(bo), np.uint64(xo)
-    if sw == 1:
-        for q in range(np.uint64(n)):
-            buf[b0 + q] = xf[x0 + q]
-    elif sw == 2:
-        for q in range(np.uint64(n)):
-            buf[b0 + q] = xf[x0 + q + q]
-    else:
-        st = np.uint64(sw)
-        for q in range(np.uint64(n)):
-            buf[b0 + q] = xf[x0 + st * q]
-
 
 @njit(cache=True, inline="always")
 def _fill(buf, xf, xp, geo, mz, my, span, edge_q, edge_src, strides):
@@ -88,7 +72,7 @@ def _fill(buf, xf, xp, geo, mz, my, span, edge_q, edge_src, strides):
                                 buf[o1 + q] = xf[x0 + q + q + one]
                         else:
                             for e in range(sw):
-                                _copy_run(buf, o + e * phase + qa, xf,
+                                copy_run(buf, o + e * phase + qa, xf,
                                           row + qa * sw + e - pw, qb - qa, sw)
                     for e in range(sw):
                         oe = o + e * phase
@@ -208,7 +192,7 @@ def plan(p) -> Plan:
     phase_id = (ph[:, 0] * st[1] + ph[:, 1]) * st[2] + ph[:, 2]
     offsets = phase_id * (dq * rq * pq) + (q[:, 0] * rq + q[:, 1]) * pq + q[:, 2]
     _, hi, wi = triple(p.input_size, 1)
-    pw = triple([before for before, _ in p.padding], 0)[2]
+    pw = int(pads3(p)[2])
     sw = int(st[2])
     # q reads column q * sw + e - pw; inside the row for every phase e in [qa, qb)
     qa = min(pq, -(-pw // sw))

@@ -16,27 +16,10 @@ from numba import njit, prange
 
 from ...threads import get_num_threads
 from ..numpy._common import alloc, finish
-from ._layout import as3d, compute_dtype, index_maps, sync_numba, triple
+from ._layout import as3d, compute_dtype, copy_run, index_maps, pads3, sync_numba, triple
 
 #: Column bytes of one block: about a quarter of a 1-2 MiB per-core L2.
 BLOCK_BYTES = 256 * 1024
-
-
-@njit(cache=True, inline="always")
-def _copy_run(cf, co, xf, xo, n, sw):
-    """``cf[co + q] = xf[xo + q * sw]`` for ``q < n`` (uint64: no wraparound checks;
-    ``q + q``, because in Numba uint64 * int64 is a float64)."""
-    c0, x0 = np.uint64(co), np.uint64(xo)
-    if sw == 1:
-        for q in range(np.uint64(n)):
-            cf[c0 + q] = xf[x0 + q]
-    elif sw == 2:
-        for q in range(np.uint64(n)):
-            cf[c0 + q] = xf[x0 + q + q]
-    else:
-        st = np.uint64(sw)
-        for q in range(np.uint64(n)):
-            cf[c0 + q] = xf[x0 + st * q]
 
 
 @njit(cache=True, inline="always")
@@ -72,7 +55,7 @@ def _fill_block(buf, xf, x_shape, n, g, r0, r1, ow_, oh_, mz, my, mx, spans, pw,
                 src = mx[e * sw + kw * dw]
                 buf[o + e] = xf[row + src] if src >= 0 else 0
             if e1 > e0:
-                _copy_run(buf, o + e0, xf, row + e0 * sw + kw * dw - pw, e1 - e0, sw)
+                copy_run(buf, o + e0, xf, row + e0 * sw + kw * dw - pw, e1 - e0, sw)
             for e in range(max(e0, e1), ow_):
                 src = mx[e * sw + kw * dw]
                 buf[o + e] = xf[row + src] if src >= 0 else 0
@@ -107,7 +90,7 @@ def _blocks_kernel(x, wm, y, mz, my, mx, spans, pw, ker, stride, dil, rows_per_b
 def _spans(p, width: int) -> np.ndarray:
     """Per kw: the outputs ``[e0, e1)`` whose W source ``e * sw + kw * dw - pw`` is
     inside ``[0, width)``."""
-    sw, dw, pw = triple(p.stride, 1)[2], triple(p.dilation, 1)[2], _leading_w_pad(p)
+    sw, dw, pw = triple(p.stride, 1)[2], triple(p.dilation, 1)[2], int(pads3(p)[2])
     ow = triple(p.output_size, 1)[2]
     spans = np.zeros((triple(p.kernel_size, 1)[2], 2), np.int64)
     for kw in range(spans.shape[0]):
@@ -116,10 +99,6 @@ def _spans(p, width: int) -> np.ndarray:
         e1 = min(ow, (width - 1 - off) // sw + 1) if width - 1 >= off else 0
         spans[kw] = (e0, max(e0, e1))
     return spans
-
-
-def _leading_w_pad(p) -> int:
-    return triple([before for before, _ in p.padding], 0)[2]
 
 
 def rows_per_block(p, threads: int) -> int:
@@ -151,7 +130,7 @@ def conv(x, w, bias, p):
     y = alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
     st, dil, ker = (np.array(triple(v, 1), np.int64)
                     for v in (p.stride, p.dilation, p.kernel_size))
-    _blocks_kernel(x3, wm, y, *index_maps(p), _spans(p, x3.shape[4]), _leading_w_pad(p),
+    _blocks_kernel(x3, wm, y, *index_maps(p), _spans(p, x3.shape[4]), int(pads3(p)[2]),
                    ker, st, dil, rows_per_block(p, get_num_threads()))
     return finish(y.reshape(p.output_shape), bias, p)
 
