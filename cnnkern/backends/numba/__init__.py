@@ -39,7 +39,15 @@ register(Algorithm("depthwise", BACKEND, "conv", depthwise.depthwise,
                    can_implement=_depthwise_can,
                    workspace_bytes=depthwise.depthwise_workspace, tolerance=DIRECT,
                    summary="Numba: NCHW planes split by stride phase, or channels last"))
+def _blocks_can(p, weight=None):
+    if p.kernel_volume == 1:
+        return "needs a kernel larger than 1 tap (a 1x1 layer's columns are its input: " \
+               "im2col's one large GEMM is the better plan)"
+    return None
+
+
 register(Algorithm("im2col_blocks", BACKEND, "conv", im2col_blocks.conv,
+                   can_implement=_blocks_can,
                    workspace_bytes=im2col_blocks.workspace_bytes,
                    tolerance={"float16": 2e-3, "float32": 2e-5, "float64": 1e-12},
                    summary="Numba: columns of a few output rows in cache, a one-thread "
