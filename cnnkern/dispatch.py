@@ -197,8 +197,8 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
         return p.flops * p.inside_fraction / rate["direct"] * scale + rows / rate["row"]
     if name == "depthwise":
         return depthwise_kernel_seconds(p, itemsize)[depthwise_kernel(p, itemsize)]
+    cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize
     if name == "im2col":
-        cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize
         return p.flops / rate["im2col_gemm"] * scale + cols / rate["im2col_copy"] + \
             rate["im2col_call"]
     if name == "im2col_blocks":
@@ -206,7 +206,6 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
         units, threads = blocks(p)
         busy = max(1, min(units, threads)) / threads
         kk = p.in_per_group * p.kernel_volume
-        cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize
         weights = units * p.out_per_group * kk * itemsize
         outs = p.batch * p.out_channels * out_vol * itemsize
         return rate["blocks_caution"] * (

@@ -161,6 +161,19 @@ def _check_pad_mode(fname, mode, padding, size):
                             f"input size, but got padding {(b, a)} for an input dimension of {n}")
 
 
+def tap_spans(n: int, k: int, s: int, d: int, before: int, o: int) -> list:
+    """Along one axis (input ``n``, kernel ``k``, stride ``s``, dilation ``d``, leading
+    padding ``before``, output ``o``): for each tap ``t``, the outputs ``[lo, hi)`` whose
+    input index ``i * s + t * d - before`` lies inside ``[0, n)`` (``lo == hi``: none)."""
+    spans = []
+    for t in range(k):
+        lo = min(o, max(0, -(-(before - t * d) // s)))
+        last = n - 1 + before - t * d
+        hi = min(o, last // s + 1) if last >= 0 else 0
+        spans.append((lo, max(lo, hi)))
+    return spans
+
+
 @dataclass(frozen=True)
 class ConvParams:
     """A validated forward convolution: shapes, stride, padding, dilation, groups."""
@@ -288,12 +301,7 @@ class ConvParams:
         axes = zip(self.input_size, self.kernel_size, self.stride, self.dilation,
                    self.padding, self.output_size)
         for n, k, s, d, (before, _), o in axes:
-            inside = 0
-            for t in range(k):
-                lo = max(0, -(-(before - t * d) // s))
-                last = n - 1 + before - t * d
-                hi = min(o, last // s + 1) if last >= 0 else 0
-                inside += max(0, hi - lo)
+            inside = sum(hi - lo for lo, hi in tap_spans(n, k, s, d, before, o))
             frac *= inside / (k * o) if o else 1.0
         return frac
 

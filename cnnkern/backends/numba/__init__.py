@@ -39,6 +39,8 @@ register(Algorithm("depthwise", BACKEND, "conv", depthwise.depthwise,
                    can_implement=_depthwise_can,
                    workspace_bytes=depthwise.depthwise_workspace, tolerance=DIRECT,
                    summary="Numba: NCHW planes split by stride phase, or channels last"))
+
+
 def _blocks_can(p, weight=None):
     if p.kernel_volume == 1:
         return "needs a kernel larger than 1 tap (a 1x1 layer's columns are its input: " \
@@ -50,7 +52,7 @@ register(Algorithm("im2col_blocks", BACKEND, "conv", im2col_blocks.conv,
                    can_implement=_blocks_can,
                    workspace_bytes=im2col_blocks.workspace_bytes,
                    tolerance={"float16": 2e-3, "float32": 2e-5, "float64": 1e-12},
-                   summary="Numba: columns of a few output rows in cache, a one-thread "
+                   summary="Numba: a block of columns at a time in cache, a one-thread "
                            "BLAS GEMM per block"))
 register_cpu_algorithms(BACKEND, winograd,
                         "Numba tile transforms F({m},3), GEMMs per point in BLAS",

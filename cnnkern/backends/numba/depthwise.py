@@ -274,7 +274,8 @@ def depthwise(x, w, bias, p):
     kernels go a batch chunk at a time: the chunk is copied channels last through the
     index maps (padded, or unpadded for the tap-list kernel under zero padding), then
     the kernel writes the NCHW output."""
-    if kernel_for(p) == "planes":
+    kernel = kernel_for(p)
+    if kernel == "planes":
         return depthwise_planes(x, w, bias, p)
     sync_numba()
     cd = compute_dtype(p.dtype)
@@ -283,7 +284,7 @@ def depthwise(x, w, bias, p):
     b = bias_or_zeros(bias, p, cd)
     stride, dil = np.array(triple(p.stride, 1)), np.array(triple(p.dilation, 1))
     y = alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
-    rows_kernel = uses_row_kernel(p)
+    rows_kernel = kernel == "rows"
     padded = _copies_padding(p, rows_kernel)
     if padded:
         pad = np.zeros(3, dtype=np.int64)
@@ -310,9 +311,10 @@ def depthwise_workspace(p) -> int:
     """The workspace of the kernel ``kernel_for`` picks: the phase buffers of
     ``depthwise_planes``, or the channels-last input copy of one batch chunk and a row
     buffer per thread."""
-    if kernel_for(p) == "planes":
+    kernel = kernel_for(p)
+    if kernel == "planes":
         return planes_workspace(p)
-    padded = _copies_padding(p, uses_row_kernel(p))
+    padded = _copies_padding(p, kernel == "rows")
     row = p.out_channels * p.output_size[-1] * compute_dtype(p.dtype).itemsize
     return _images_per_chunk(p, padded) * _image_bytes(p, padded) + \
         get_num_threads() * row

@@ -29,6 +29,7 @@ from ._layout import (as3d, bias_or_zeros, compute_dtype, copy_run, index_maps, 
 # Indices in the hot loops are uint64 (no negative-index wraparound to stop
 # vectorization) and strides are written ``q + q``: in Numba uint64 * int64 is a float64.
 
+
 @njit(cache=True, inline="always")
 def _fill(buf, xf, xp, geo, mz, my, span, edge_q, edge_src, strides):
     """The padded plane (volume) at NCDHW offset ``xp``, split into stride phases.
@@ -73,7 +74,7 @@ def _fill(buf, xf, xp, geo, mz, my, span, edge_q, edge_src, strides):
                         else:
                             for e in range(sw):
                                 copy_run(buf, o + e * phase + qa, xf,
-                                          row + qa * sw + e - pw, qb - qa, sw)
+                                         row + qa * sw + e - pw, qb - qa, sw)
                     for e in range(sw):
                         oe = o + e * phase
                         for j in range(edge_q.size):
@@ -85,6 +86,7 @@ def _fill(buf, xf, xp, geo, mz, my, span, edge_q, edge_src, strides):
 
 @njit(cache=True, inline="always")
 def _add_taps8(yb, n, buf, offs, t, wt, k):
+    """``yb[i] += sum_j wt[k, t + j] * buf[offs[t + j] + i]`` for the taps ``t..t+7``."""
     a, b = np.uint64(offs[t]), np.uint64(offs[t + 1])
     c, d = np.uint64(offs[t + 2]), np.uint64(offs[t + 3])
     e, f = np.uint64(offs[t + 4]), np.uint64(offs[t + 5])
@@ -97,8 +99,11 @@ def _add_taps8(yb, n, buf, offs, t, wt, k):
 
 
 @njit(cache=True, inline="always")
-def _add_taps4(yb, n, buf, o0, o1, o2, o3, w0, w1, w2, w3):
-    a, b, c, d = np.uint64(o0), np.uint64(o1), np.uint64(o2), np.uint64(o3)
+def _add_taps4(yb, n, buf, offs, t, wt, k):
+    """As ``_add_taps8`` for the taps ``t..t+3``."""
+    a, b = np.uint64(offs[t]), np.uint64(offs[t + 1])
+    c, d = np.uint64(offs[t + 2]), np.uint64(offs[t + 3])
+    w0, w1, w2, w3 = wt[k, t], wt[k, t + 1], wt[k, t + 2], wt[k, t + 3]
     for i in range(np.uint64(n)):
         yb[i] += w0 * buf[a + i] + w1 * buf[b + i] + w2 * buf[c + i] + w3 * buf[d + i]
 
@@ -143,9 +148,7 @@ def _planes_kernel(x, wt, bias, y, mult, offs, geo, strides, mz, my, span, edge_
                     _add_taps8(yb, length, buf, offs, t, wt, k)
                     t += 8
                 while t + 4 <= taps:
-                    _add_taps4(yb, length, buf, offs[t], offs[t + 1], offs[t + 2],
-                               offs[t + 3], wt[k, t], wt[k, t + 1], wt[k, t + 2],
-                               wt[k, t + 3])
+                    _add_taps4(yb, length, buf, offs, t, wt, k)
                     t += 4
                 while t < taps:
                     _add_tap(yb, length, buf, offs[t], wt[k, t])
@@ -167,6 +170,8 @@ class Plan(NamedTuple):
     span: np.ndarray      # W positions [qa, qb) every phase reads directly; W padding
     edge_q: np.ndarray    # the other W positions of a row
     edge_src: np.ndarray  # per W phase, their input columns (-1: zero)
+    mz: np.ndarray        # source index of every padded depth and row (-1: zero)
+    my: np.ndarray
     size: int             # phase buffer elements (all phases and one row of slack)
     length: int           # pitched output elements of one plane
 
@@ -198,12 +203,12 @@ def plan(p) -> Plan:
     qa = min(pq, -(-pw // sw))
     qb = max(qa, min(pq, (wi + pw - sw) // sw + 1))
     edge_q = np.r_[np.arange(qa), np.arange(qb, pq)].astype(np.int64)
-    mx = index_maps(p)[2]
+    mz, my, mx = index_maps(p)
     px = edge_q[None, :] * sw + np.arange(sw)[:, None]
     edge_src = np.where(px < mx.size, mx[np.minimum(px, mx.size - 1)], -1)
     return Plan(offsets.astype(np.int64), np.array([dq, rq, pq, hi, wi], np.int64), st,
-                np.array([qa, qb, pw], np.int64), edge_q, edge_src.astype(np.int64), size,
-                length)
+                np.array([qa, qb, pw], np.int64), edge_q, edge_src.astype(np.int64), mz,
+                my, size, length)
 
 
 def depthwise_planes(x, w, bias, p):
@@ -215,8 +220,8 @@ def depthwise_planes(x, w, bias, p):
     pl = plan(p)
     y = _common.alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
     parts = max(1, min(p.batch * p.in_channels, 4 * get_num_threads()))
-    mz, my, _ = index_maps(p)
-    _planes_kernel(x3, wt, b, y, p.out_per_group, pl.offsets, pl.geo, pl.strides, mz, my,
+    _planes_kernel(x3, wt, b, y, p.out_per_group, pl.offsets, pl.geo, pl.strides, pl.mz,
+                   pl.my,
                    pl.span, pl.edge_q, pl.edge_src, pl.size, pl.length, parts,
                    _common.POISON)
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)

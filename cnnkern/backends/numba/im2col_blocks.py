@@ -16,6 +16,7 @@ from math import prod
 import numpy as np
 from numba import njit, prange
 
+from ...params import tap_spans
 from ...threads import get_num_threads
 from ..numpy._common import alloc, finish
 from ._layout import as3d, compute_dtype, copy_run, index_maps, pads3, sync_numba, triple
@@ -89,18 +90,11 @@ def _blocks_kernel(x, wm, y, mz, my, mx, spans, pw, ker, stride, dil, per_block)
                 yf[dst + i] = res[o, i]
 
 
-def _spans(p, width: int) -> np.ndarray:
-    """Per kw: the outputs ``[e0, e1)`` whose W source ``e * sw + kw * dw - pw`` is
-    inside ``[0, width)``."""
-    sw, dw, pw = triple(p.stride, 1)[2], triple(p.dilation, 1)[2], int(pads3(p)[2])
-    ow = triple(p.output_size, 1)[2]
-    spans = np.zeros((triple(p.kernel_size, 1)[2], 2), np.int64)
-    for kw in range(spans.shape[0]):
-        off = kw * dw - pw
-        e0 = min(ow, max(0, -(off // sw)))
-        e1 = min(ow, (width - 1 - off) // sw + 1) if width - 1 >= off else 0
-        spans[kw] = (e0, max(e0, e1))
-    return spans
+def _spans(p) -> np.ndarray:
+    """Per kw: the outputs ``[e0, e1)`` whose W source is inside the input row."""
+    n, k, s, d, o = (triple(v, 1)[2] for v in (p.input_size, p.kernel_size, p.stride,
+                                               p.dilation, p.output_size))
+    return np.array(tap_spans(n, k, s, d, int(pads3(p)[2]), o), np.int64).reshape(k, 2)
 
 
 def positions_per_block(p, threads: int) -> int:
@@ -130,7 +124,7 @@ def conv(x, w, bias, p):
     y = alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
     st, dil, ker = (np.array(triple(v, 1), np.int64)
                     for v in (p.stride, p.dilation, p.kernel_size))
-    _blocks_kernel(x3, wm, y, *index_maps(p), _spans(p, x3.shape[4]), int(pads3(p)[2]),
+    _blocks_kernel(x3, wm, y, *index_maps(p), _spans(p), int(pads3(p)[2]),
                    ker, st, dil, positions_per_block(p, get_num_threads()))
     return finish(y.reshape(p.output_shape), bias, p)
 
