@@ -24,6 +24,7 @@ from . import registry, timing
 from ._sources import implementation_hash
 from .machine import device_name
 from .params import ConvParams, fail
+from .threads import get_num_threads
 from .tune_cache import CacheWarning, DiskCache, default_dir  # noqa: F401 (re-exported)
 
 
@@ -117,12 +118,17 @@ NUMBA_RATES = {
     "phase_pass": 2.11e10,  # output elements/s of each pass (the sums' load and store)
     "phase_loop": 1.7e8,   # its passes and copied rows per second (their fixed cost)
     "phase_call": 8.0e-5,  # its fixed cost per call, seconds
-    # Winograd, fitted (non-negative least squares on relative error) to 42 timings of
-    # both variants on the suites' 3x3 layers, batch 1, 2-core EPYC:
-    "gemm": 1.38e11,       # FLOP/s of the per-point GEMMs inside the parallel loop
-    "transform": 7.6e9,    # (tile, point, channel) x alpha terms/s of the transforms
-    "filter": 5.7e8,       # elements/s of U (filter transform and first touch)
-    "gemm_call": 2.7e6,    # BLAS calls/s (one per item, point and group)
+    # Winograd's two plans, fitted (non-negative least squares on relative error) to
+    # 72 timings of each: the suites' 18 dense stride-1 3x3 layers, F2 and F4, batch 1
+    # and 8, 2-core EPYC (2026-11-23). The work-item plan transforms the filters into
+    # a fresh array (first touch included); the channel plan, block by block in cache:
+    "tiles_gemm": 1.14e11,       # FLOP/s of the per-point GEMMs
+    "tiles_transform": 8.2e9,    # (tile, point, channel) x alpha terms/s
+    "tiles_filter": 1.28e9,      # elements/s of transformed filters
+    "channels_gemm": 1.41e11,
+    "channels_transform": 4.37e9,
+    "channels_filter": 3.02e9,
+    "winograd_call": 6.0e-5,     # seconds per call (an 8-channel 8x8 layer; not fitted)
     # im2col (the NumPy code), fitted to the 66 layers of
     # benchmarks/results/2026-11-22-cpu-numba-bench-all.json:
     "im2col_gemm": 1.57e11,  # FLOP/s
@@ -185,6 +191,28 @@ def depthwise_kernel(p: ConvParams, itemsize: int) -> str:
     return "planes" if seconds["planes"] < PLANES_MARGIN * seconds[other] else other
 
 
+@lru_cache(maxsize=256)
+def winograd_plan_seconds(p: ConvParams, m: int, threads: int) -> Mapping[str, float]:
+    """Seconds for each plan of the Numba Winograd F(m, 3) that can take the call:
+    ``tiles`` (work items of tile rows) and ``channels`` (blocks of output channels).
+    Cached per call shape and thread count (the channel plan's chunks follow it)."""
+    from .backends.numba.winograd import plan_features, plans
+    seconds = {}
+    for plan in plans(p, m):
+        f = plan_features(p, m, plan)
+        seconds[plan] = f["gemm"] / NUMBA_RATES[f"{plan}_gemm"] + \
+            f["transform"] / NUMBA_RATES[f"{plan}_transform"] + \
+            f["filter"] / NUMBA_RATES[f"{plan}_filter"] + \
+            f["call"] * NUMBA_RATES["winograd_call"]
+    return MappingProxyType(seconds)
+
+
+def winograd_plan(p: ConvParams, m: int) -> str:
+    """The plan the Numba Winograd F(m, 3) runs for the call."""
+    seconds = winograd_plan_seconds(p, m, get_num_threads())
+    return min(seconds, key=seconds.get)
+
+
 def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
     """Seconds for the Numba kernels and im2col; None for the other algorithms, which
     are the NumPy code and follow the NumPy backend's model."""
@@ -213,16 +241,8 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
              weights / rate["blocks_weights"] + outs / rate["blocks_out"]) / busy +
             rate["blocks_call"])
     if name.startswith("winograd_"):
-        from .backends.numba.winograd import work_items   # numba present: its backend
         m = int(name.split("_")[1][1])
-        alpha = m + 2
-        tiles = p.batch * prod(-(-n // m) for n in p.output_size)
-        pts = alpha ** p.ndim
-        filters = pts * p.out_channels * p.in_per_group
-        data = tiles * pts * alpha * (p.in_channels + p.out_channels)
-        calls = work_items(p, m) * pts * p.groups
-        return 2 * tiles * filters / rate["gemm"] * scale + data / rate["transform"] + \
-            filters / rate["filter"] + calls / rate["gemm_call"]
+        return min(winograd_plan_seconds(p, m, get_num_threads()).values())
     return None
 
 

@@ -206,6 +206,73 @@ def test_depthwise_runs_the_kernel_measured_fastest(layer, kernel):
     assert kernel_for(p) == kernel
 
 
+def random_winograd_case(rng):
+    """A Winograd call (3-tap kernel, stride 1) of 1 or 2 dimensions with every other
+    parameter drawn: sizes, groups 1-3, channel counts that leave a remainder of the
+    16-64 filter blocks, any padding mode and amount, a bias or none."""
+    nd = int(rng.integers(1, 3))
+    mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
+    size = tuple(int(v) for v in rng.integers(3, 19, nd))
+    top = [n - 1 if mode == "reflect" else n for n in size]
+    pad = tuple(int(rng.integers(0, min(t, 3) + 1)) for t in top)
+    groups = int(rng.integers(1, 4))
+    cin = groups * int(rng.integers(1, 7))
+    cout = groups * int(rng.choice([1, 5, 17, 40]))
+    kw = dict(padding=pad, groups=groups, padding_mode=mode)
+    return nd, (int(rng.integers(1, 4)), cin) + size, (cout, cin // groups) + (3,) * nd, kw
+
+
+@pytest.mark.parametrize("plan", ["tiles", "channels"])
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_winograd_plans_match_the_reference_on_random_calls(plan, chunk, rng,
+                                                            monkeypatch):
+    """Both Winograd plans, forced, F2 and F4, on random calls; the output starts as
+    NaN, so a tile or a channel block a plan misses shows up. With ``chunk`` set, each
+    work item and each chunk of the channel plan is a single tile row."""
+    from cnnkern.backends.numba import winograd
+    monkeypatch.setattr(winograd, "plan_for", lambda p, m: plan)
+    monkeypatch.setattr(winograd, "POISON", True)
+    if chunk:
+        monkeypatch.setattr(winograd, "ITEM_BYTES", chunk)
+        monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk)
+    for _ in range(12):
+        nd, xs, ws, kw = random_winograd_case(rng)
+        for m in (2, 4):
+            for dtype in (np.float32, np.float64):
+                x = rng.standard_normal(xs).astype(dtype)
+                w = rng.standard_normal(ws).astype(dtype)
+                b = rng.standard_normal(ws[0]).astype(dtype) if rng.random() < 0.5 \
+                    else None
+                fn = getattr(ck, f"conv{nd}d")
+                algo = f"winograd_f{m}x{m}_3x3" if nd == 2 else f"winograd_f{m}_3"
+                y = fn(x, w, b, algo=algo, **kw)
+                ref = fn(*(None if a is None else a.astype(np.float64) for a in (x, w, b)),
+                         algo="direct", backend="numpy", **kw)
+                tol = (1e-4 if dtype == np.float32 else 1e-11) if m == 4 else \
+                    (2e-5 if dtype == np.float32 else 1e-12)
+                assert y.dtype == dtype
+                assert rel_err(y, ref) < tol, (m, xs, ws, kw)
+
+
+@pytest.mark.parametrize("layer,plan", [
+    ("vgg16/conv1_2", "tiles"), ("resnet50/res2_3x3", "tiles"),
+    ("vgg16/conv4_2", "channels"), ("resnet50/res5_3x3", "channels"),
+    ("alexnet/conv4", "channels"),
+])
+def test_winograd_runs_the_plan_measured_fastest(layer, plan):
+    """At batch 1 the plan that measured fastest on these layers (2-core EPYC,
+    docs/dispatch.md): work items of whole tile rows where the image is large and the
+    channels few, blocks of output channels where the transformed filters are large."""
+    from cnnkern.backends.numba.winograd import plan_for
+    from cnnkern.params import ConvParams
+    from cnnkern.suites import SUITES
+    suite, name = layer.split("/")
+    spec = next(s for s in SUITES[suite] if s.name == name)
+    xs, ws = spec.shapes(1)
+    p = ConvParams.build("conv2d", spec.ndim, xs, ws, dtype=np.float32, **spec.kwargs())
+    assert plan_for(p, 2) == plan
+
+
 SCRIPT = """
 import json, sys, time
 import numpy as np

@@ -1,27 +1,37 @@
 """Winograd F(m x m, 3 x 3) (and F(m, 3) in 1-D): tile transforms in Numba, the
-per-point channel reduction in BLAS.
+per-point channel reduction in BLAS. Two plans; the cost model picks one per call
+(``plan_for``):
 
-The output is cut into rows of ``m x m`` tiles. One parallel loop runs over work items
-(a few whole tile rows, or a segment of one long row), and a thread takes each item
-through every stage with buffers of its own, sized to stay in cache:
+**tiles**, for large images with few channels. The output is cut into rows of
+``m x m`` tiles. One parallel loop runs over work items (a few whole tile rows, or a
+segment of one long row), and a thread takes each item through every stage with
+buffers of its own, sized to stay in cache:
 
 1. gather: the ``alpha`` input rows under the item, channels last, padding read
    through the index maps of ``_layout`` (any mode, no padded copy of the input);
 2. input transform: ``V[p, g, t, :] = (B^T d B)[p]``, two 1-D passes over each tile's
    ``alpha x alpha`` channel vectors;
-3. ``M[p, g] = V[p, g] @ U[p, g]`` for the ``alpha^2`` points and each group: a
+3. ``M[p, g] = V[p, g] @ U[g, p]`` for the ``alpha^2`` points and each group: a
    single-threaded BLAS GEMM each, called from the thread (one thread pool for every
    stage: docs/architecture.md says why);
 4. output transform: ``A^T M A`` plus the bias, channels last;
 5. scatter: back to (N, K, H, W), cropped at the edges.
 
+``U = G g G^T`` is computed once per call, into a fresh array.
+
+**channels**, for deep layers with few tiles. There every work item of the first plan
+streams all of ``U`` (16/9 or 4 times the weights: 17-38 MiB at 512 channels) from
+memory for a GEMM over a few tiles; on the 2-core VM, whose memory moves about
+10 GB/s, that cost more than the GEMMs. So the input transform runs first for a chunk
+of tile rows (``_input_stage``), then one parallel loop over blocks of 16-64 output
+channels (``_channel_stage``) transforms the block's filters into a buffer of its own,
+runs every point's GEMM over all the chunk's tiles, and does the block's output
+transform: ``U`` never exists whole, and the weights are read once per chunk.
+
 Channels last, every transform loop runs over a contiguous channel vector, long and
 unit-stride whatever the image size (the first version ran its inner loops across the
 tiles of one row, 14 long on a 56-wide image, and spent more time in the transforms
-than in the GEMMs). Fusing the stages per item keeps V and M in cache between them
-(the stage-by-stage version with 8-32 MiB blocks was 10-40% slower on VGG-16).
-``U = G g G^T`` is computed once per call. The matrices come from
-:mod:`cnnkern.winograd`.
+than in the GEMMs). The matrices come from :mod:`cnnkern.winograd`.
 """
 from __future__ import annotations
 
@@ -38,6 +48,11 @@ R = 3
 ITEM_BYTES = 4 * 2**20
 #: Tiles per GEMM that an item may grow past ITEM_BYTES to reach.
 GEMM_TILES = 64
+#: The channel plan's chunk: transformed tiles (which every thread reads) and the
+#: threads' GEMM results. Within the 32 MiB L3; 16 and 32 MiB measured no better.
+CHUNK_BYTES = 8 * 2**20
+#: Tests set this: the output starts as NaN, so that an output a plan misses shows.
+POISON = False
 
 
 @njit(cache=True)
@@ -122,9 +137,9 @@ def _output_tile(mm, ath, atw, bias, tmp, out, t, col0):
 
 
 @njit(cache=True)
-def _scatter(out, y, n, yy0, xx0):
-    """``y[n, k, yy0 + i, xx0 + col] = out[i, col, k]`` inside the output, channel by
-    channel (writes along an output row; see ``_gather``)."""
+def _scatter(out, y, n, k0, yy0, xx0):
+    """``y[n, k0 + k, yy0 + i, xx0 + col] = out[i, col, k]`` inside the output, channel
+    by channel (writes along an output row; see ``_gather``)."""
     mh, cols, nk = out.shape
     oh, ow = y.shape[2], y.shape[3]
     width = np.uint64(max(0, min(cols, ow - xx0)))
@@ -133,7 +148,7 @@ def _scatter(out, y, n, yy0, xx0):
             break
         for k in range(nk):
             for col in range(width):
-                y[n, k, yy0 + i, xx0 + col] = out[i, col, k]
+                y[n, k0 + k, yy0 + i, xx0 + col] = out[i, col, k]
 
 
 @njit(cache=True, parallel=True)
@@ -143,7 +158,7 @@ def _winograd_kernel(x, hmap, wmap, u, bth, btw, ath, atw, bias, y, tiles_h, til
     ``seg`` tiles of one row. Its buffers are its own and small enough to stay in
     cache from the gather to the scatter."""
     n_, nc = x.shape[0], x.shape[1]
-    pts, groups, cig, cog = u.shape
+    groups, pts, cig, cog = u.shape
     nk = groups * cog
     ah, aw = bth.shape[0], btw.shape[0]
     mh, mw = ath.shape[0], atw.shape[0]
@@ -167,53 +182,143 @@ def _winograd_kernel(x, hmap, wmap, u, bth, btw, ath, atw, bias, y, tiles_h, til
             for t in range(nt):
                 _input_tile(slab, bth, btw, tmp_in, v, r * nt + t, t * mw)
         for q in range(pts * groups):   # single-threaded BLAS, inside this thread
-            np.dot(v[q // groups, q % groups], u[q // groups, q % groups],
+            np.dot(v[q // groups, q % groups], u[q % groups, q // groups],
                    mm[q // groups, q % groups])
         for r in range(rows):
             n, ty = (r0 + r) // tiles_h, (r0 + r) % tiles_h
             for t in range(nt):
                 _output_tile(mm, ath, atw, bias, tmp_out, out, r * nt + t, t * mw)
-            _scatter(out, y, n, ty * mh, tx0 * mw)
+            _scatter(out, y, n, 0, ty * mh, tx0 * mw)
+
+
+#: Input channels whose taps the filter transform gathers at a time.
+FILTER_CHANNELS = 8
+#: Elements its gather buffer's rows run past the output channels: a row of 512 or
+#: 1024 floats is a multiple of 2 KiB, and a column of such rows falls in 2 L1 sets.
+ROW_SKEW = 16
+
+
+@njit(cache=True)
+def _filter_block(w2, gh, gw, k0, c0, nc, u3, taps, tmp):
+    """``u3[(a, b), c0 + c, o] = (G_h w[k0 + o, c0 + c] G_w^T)[a, b]`` for ``nc`` input
+    channels from ``c0`` and the ``u3.shape[2]`` filters from ``k0``, vectorized over
+    the filters (the layout ``u`` has for the GEMMs). ``w2`` is the weight as
+    (K, C/groups * kh * kw); ``taps`` and ``tmp`` (one row more than ``ah * kw``) are
+    2-D buffers of the caller's.
+
+    The taps are gathered filter by filter, a contiguous run of each, into rows
+    ROW_SKEW longer than the filters: with C = 512, one input channel of every filter
+    is a column of reads 18 KiB apart and unskewed rows a column of writes 2 KiB apart,
+    and either falls in a few L1 sets (the gather ran 5x slower and took 60% of the
+    transform)."""
+    ah, kh = gh.shape
+    aw, kw = gw.shape
+    nb = u3.shape[2]
+    uo, uk = np.uint64(nb), np.uint64(k0)
+    run = np.uint64(nc * kh * kw)
+    s0 = np.uint64(c0 * kh * kw)
+    for o in range(uo):
+        for r in range(run):
+            taps[r, o] = w2[uk + o, s0 + r]
+    for c in range(nc):
+        for a in range(ah):
+            for j in range(kw):
+                row = a * kw + j
+                for o in range(uo):
+                    tmp[row, o] = 0
+                for i in range(kh):
+                    coef = gh[a, i]
+                    if coef != 0:
+                        src = (c * kh + i) * kw + j
+                        for o in range(uo):
+                            tmp[row, o] += coef * taps[src, o]
+        for a in range(ah):
+            for b in range(aw):
+                # summed in a row of tmp: the rows of u3 a point apart are C * nb
+                # elements apart, and with C = 512 all 16-36 of them fall in one L1 set
+                for o in range(uo):
+                    tmp[ah * kw, o] = 0
+                for j in range(kw):
+                    coef = gw[b, j]
+                    if coef != 0:
+                        row = a * kw + j
+                        for o in range(uo):
+                            tmp[ah * kw, o] += coef * tmp[row, o]
+                p = a * aw + b
+                for o in range(uo):
+                    u3[p, c0 + c, o] = tmp[ah * kw, o]
 
 
 @njit(cache=True, parallel=True)
-def _filter_transform(w, gh, gw, u):
-    """``u[(a, b), g, c, o] = (G_h w[g * cog + o, c] G_w^T)[a, b]``; ``w`` is
-    (K, C/groups, kh, kw). One (group, input channel) per step, vectorized over the
-    output channels of the group (the layout ``u`` has for the GEMMs)."""
+def _filter_transform(w2, gh, gw, u):
+    """``u[g, (a, b), c, o] = (G_h w[g * cog + o, c] G_w^T)[a, b]``; ``w2`` is the
+    weight as (K, C/groups * kh * kw). One (group, block of FILTER_CHANNELS input
+    channels) per step (``_filter_block``)."""
     ah, kh = gh.shape
-    aw, kw = gw.shape
-    groups, cig, cog = u.shape[1], u.shape[2], u.shape[3]
-    uo = np.uint64(cog)
-    for q in prange(groups * cig):
-        g, c = q // cig, q % cig
-        k0 = np.uint64(g * cog)
-        taps = np.empty((kh, kw, cog), dtype=u.dtype)
-        tmp = np.empty((ah, kw, cog), dtype=u.dtype)
-        for o in range(uo):             # each filter's taps are adjacent in w
-            for i in range(kh):
-                for j in range(kw):
-                    taps[i, j, o] = w[k0 + o, c, i, j]
-        for a in range(ah):
-            for j in range(kw):
-                for o in range(uo):
-                    tmp[a, j, o] = 0
-                for i in range(kh):
-                    coef = gh[a, i]
-                    for o in range(uo):
-                        tmp[a, j, o] += coef * taps[i, j, o]
-        acc = np.empty(cog, dtype=u.dtype)
-        for a in range(ah):
-            for b in range(aw):
-                for o in range(uo):
-                    acc[o] = 0
-                for j in range(kw):
-                    coef = gw[b, j]
-                    for o in range(uo):
-                        acc[o] += coef * tmp[a, j, o]
-                p = a * aw + b
-                for o in range(uo):
-                    u[p, g, c, o] = acc[o]
+    kw = gw.shape[1]
+    groups, cig, cog = u.shape[0], u.shape[2], u.shape[3]
+    blocks = (cig + FILTER_CHANNELS - 1) // FILTER_CHANNELS
+    for q in prange(groups * blocks):
+        g, c0 = q // blocks, (q % blocks) * FILTER_CHANNELS
+        nc = min(FILTER_CHANNELS, cig - c0)
+        taps = np.empty((FILTER_CHANNELS * kh * kw, cog + ROW_SKEW), dtype=u.dtype)
+        tmp = np.empty((ah * kw + 1, cog + ROW_SKEW), dtype=u.dtype)
+        _filter_block(w2, gh, gw, g * cog, c0, nc, u[g], taps, tmp)
+
+
+@njit(cache=True, parallel=True)
+def _input_stage(x, hmap, wmap, bth, btw, v, tiles_h, tiles_w, mh, mw, r0):
+    """``v[:, :, r * tiles_w + t, :]``: the transformed tiles of tile rows ``r0 + r``
+    (all of them, for the channel-blocked kernel), one tile row per step."""
+    nc = x.shape[1]
+    ah, aw = bth.shape[0], btw.shape[0]
+    rows = v.shape[2] // tiles_w
+    for r in prange(rows):
+        n, ty = (r0 + r) // tiles_h, (r0 + r) % tiles_h
+        slab = np.empty((ah, tiles_w * mw + aw - mw, nc), dtype=v.dtype)
+        tmp = np.empty((ah, aw, nc), dtype=v.dtype)
+        _gather(x, hmap, wmap, slab, n, ty * mh, 0)
+        for t in range(tiles_w):
+            _input_tile(slab, bth, btw, tmp, v, r * tiles_w + t, t * mw)
+
+
+@njit(cache=True, parallel=True)
+def _channel_stage(w2, gh, gw, v, ath, atw, bias, y, tiles_h, tiles_w, r0, lanes):
+    """For each (group, block of ``lanes`` output channels): the block's transformed
+    filters, the GEMMs of every point over all the tiles in ``v``, and the output
+    transform of the block's channels, all in one thread's cache-sized buffers. The
+    transformed filters of the whole layer never exist: on a deep layer with few
+    tiles they are 16/9 (F2) or 4x (F4) the weights, and writing them out and reading
+    them back cost more than the GEMMs (10 GB/s here)."""
+    pts, groups, ntiles, cig = v.shape
+    cog = y.shape[1] // groups
+    ah, kh = gh.shape
+    kw = gw.shape[1]
+    mh, mw = ath.shape[0], atw.shape[0]
+    aw = atw.shape[1]
+    blocks = (cog + lanes - 1) // lanes
+    rows = ntiles // tiles_w
+    for q in prange(groups * blocks):
+        g, o0 = q // blocks, (q % blocks) * lanes
+        nb = min(lanes, cog - o0)
+        k0 = g * cog + o0
+        u3 = np.empty((pts, cig, nb), dtype=y.dtype)
+        taps = np.empty((FILTER_CHANNELS * kh * kw, nb + ROW_SKEW), dtype=y.dtype)
+        tmp = np.empty((ah * kw + 1, nb + ROW_SKEW), dtype=y.dtype)
+        for c0 in range(0, cig, FILTER_CHANNELS):
+            _filter_block(w2, gh, gw, k0, c0, min(FILTER_CHANNELS, cig - c0), u3, taps,
+                          tmp)
+        mm = np.empty((pts, 1, ntiles, nb), dtype=y.dtype)
+        for p in range(pts):            # single-threaded BLAS, inside this thread
+            np.dot(v[p, g], u3[p], mm[p, 0])
+        kbias = bias[k0:k0 + nb]
+        tmp_out = np.empty((mh, aw, nb), dtype=y.dtype)
+        out = np.empty((mh, tiles_w * mw, nb), dtype=y.dtype)
+        for r in range(rows):
+            n, ty = (r0 + r) // tiles_h, (r0 + r) % tiles_h
+            for t in range(tiles_w):
+                _output_tile(mm, ath, atw, kbias, tmp_out, out, r * tiles_w + t, t * mw)
+            _scatter(out, y, n, k0, ty * mh, 0)
 
 
 def _matrices(p, m, cd):
@@ -282,37 +387,104 @@ def _tile_maps(p, m):
     return out
 
 
-def work_items(p, m) -> int:
-    """Work items of a call (each one BLAS call per point and group)."""
-    th, tw = _tiles(p, m)[:2]
-    rows, seg = _work_split(p, m, get_num_threads())
-    return -(-p.batch * th // rows) * -(-tw // seg)
-
-
 def workspace_bytes(p, m) -> int:
-    """A work item's buffers per thread, and the transformed filters."""
+    """The plan's buffers: per thread a work item's, and the transformed filters; or
+    a chunk of transformed tiles, and per thread a block of channels'."""
     itemsize = compute_dtype(p.dtype).itemsize
-    filters = _points(p, m) * p.out_channels * p.in_per_group * itemsize
-    rows, seg = _work_split(p, m, get_num_threads())
-    return get_num_threads() * _item_bytes(p, m, rows, seg) + filters
+    threads = get_num_threads()
+    if plan_for(p, m) == "tiles":
+        filters = _points(p, m) * p.out_channels * p.in_per_group * itemsize
+        rows, seg = _work_split(p, m, threads)
+        return threads * _item_bytes(p, m, rows, seg) + filters
+    th, tw, mh, mw = _tiles(p, m)
+    ah, aw = _alphas(p, m)
+    lanes = _lanes(p)
+    slab = (ah * (tw * mw + aw) + ah * aw) * p.in_channels
+    block = _points(p, m) * p.in_per_group * lanes + \
+        (FILTER_CHANNELS * R * R + ah * R + 1) * (lanes + ROW_SKEW) + \
+        mh * (tw * mw + aw) * lanes
+    chunk = min(p.batch * th, _chunk_rows(p, m)) * _row_bytes(p, m)
+    return chunk + threads * (max(slab * itemsize, block * itemsize))
 
 
 def conv(x, w, bias, p, m):
     sync_numba()
     cd = compute_dtype(p.dtype)
     (ath, gh, bth), (atw, gw, btw) = _matrices(p, m, cd)
-    th, tw = _tiles(p, m)[:2]
+    th, tw, mh, mw = _tiles(p, m)
     ah, aw = _alphas(p, m)
     hmap, wmap = _tile_maps(p, m)
     x4 = np.ascontiguousarray(x, dtype=cd)
     w4 = np.ascontiguousarray(w, dtype=cd)
     if p.ndim == 1:
-        x4, w4 = x4[:, :, None, :], w4[:, :, None, :]
-    u = np.empty((ah * aw, p.groups, p.in_per_group, p.out_per_group), dtype=cd)
-    _filter_transform(w4, gh, gw, u)
+        x4 = x4[:, :, None, :]
+    w2 = w4.reshape(p.out_channels, -1)
     y = np.empty((p.batch, p.out_channels, p.output_size[0] if p.ndim == 2 else 1,
                   p.output_size[-1]), dtype=cd)
-    rows, seg = _work_split(p, m, get_num_threads())
-    _winograd_kernel(x4, hmap, wmap, u, bth, btw, ath, atw, bias_or_zeros(bias, p, cd),
-                     y, th, tw, rows, seg)
+    b = bias_or_zeros(bias, p, cd)
+    if POISON:
+        y.fill(np.nan)
+    if plan_for(p, m) == "channels":
+        rows = _chunk_rows(p, m)
+        lanes = _lanes(p)
+        total = p.batch * th
+        for r0 in range(0, total, rows):
+            nr = min(rows, total - r0)
+            v = np.empty((ah * aw, p.groups, nr * tw, p.in_per_group), dtype=cd)
+            _input_stage(x4, hmap, wmap, bth, btw, v, th, tw, mh, mw, r0)
+            _channel_stage(w2, gh, gw, v, ath, atw, b, y, th, tw, r0, lanes)
+    else:
+        u = np.empty((p.groups, ah * aw, p.in_per_group, p.out_per_group), dtype=cd)
+        _filter_transform(w2, gh, gw, u)
+        rows, seg = _work_split(p, m, get_num_threads())
+        _winograd_kernel(x4, hmap, wmap, u, bth, btw, ath, atw, b, y, th, tw, rows, seg)
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)
+
+
+def plan_for(p, m) -> str:
+    """"tiles" (work items of tile rows, ``_winograd_kernel``) or "channels" (blocks
+    of output channels over all the tiles of a chunk, ``_channel_stage``): the one the
+    cost model (``dispatch.winograd_plan``) finds cheaper."""
+    from ...dispatch import winograd_plan
+    return winograd_plan(p, m)
+
+
+def plan_features(p, m, plan: str) -> dict:
+    """The counts the cost model rates for ``plan``: GEMM FLOPs (float32-equivalent),
+    transform terms, elements of transformed filters computed (the channel plan
+    computes them once per chunk), and one call. (BLAS calls and bytes streamed past
+    the cache were tried as well: the fit gave them no weight.)"""
+    th, tw = _tiles(p, m)[:2]
+    tiles = p.batch * th * tw
+    pts, alpha = _points(p, m), _alphas(p, m)[1]
+    filters = pts * p.out_channels * p.in_per_group
+    chunks = 1 if plan == "tiles" else -(-p.batch * th // _chunk_rows(p, m))
+    return dict(gemm=2.0 * tiles * filters * compute_dtype(p.dtype).itemsize / 4,
+                transform=float(tiles * pts * alpha * (p.in_channels + p.out_channels)),
+                filter=float(chunks * filters), call=1.0)
+
+
+def _row_bytes(p, m) -> int:
+    """What one tile row adds to a chunk of the channel plan: its transformed tiles,
+    and the GEMM results of every thread's block of channels."""
+    tw = _tiles(p, m)[1]
+    width = p.in_channels + get_num_threads() * _lanes(p)
+    return _points(p, m) * tw * width * compute_dtype(p.dtype).itemsize
+
+
+def _chunk_rows(p, m) -> int:
+    return max(1, CHUNK_BYTES // _row_bytes(p, m))
+
+
+def plans(p, m) -> tuple:
+    """The plans that keep to their buffer bounds: the channel plan needs a whole tile
+    row in a chunk (a long 1-D signal is one tile row)."""
+    return ("tiles", "channels") if _row_bytes(p, m) <= CHUNK_BYTES else ("tiles",)
+
+
+def _lanes(p):
+    """Output channels per step of the channel-blocked plan: 16-64, and at least two
+    steps per thread where the channels allow."""
+    threads = get_num_threads()
+    per = -(-p.groups * p.out_per_group // (2 * threads * p.groups))
+    return int(min(p.out_per_group, max(16, min(64, -(-per // 16) * 16))))
