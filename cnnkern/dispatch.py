@@ -120,14 +120,15 @@ NUMBA_RATES = {
     "phase_call": 8.0e-5,  # its fixed cost per call, seconds
     # Winograd's two plans, fitted (non-negative least squares on relative error) to
     # 72 timings of each: the suites' 18 dense stride-1 3x3 layers, F2 and F4, batch 1
-    # and 8, 2-core EPYC (2026-11-23). The work-item plan transforms the filters into
-    # a fresh array (first touch included); the channel plan, block by block in cache:
-    "tiles_gemm": 1.14e11,       # FLOP/s of the per-point GEMMs
-    "tiles_transform": 8.2e9,    # (tile, point, channel) x alpha terms/s
-    "tiles_filter": 1.28e9,      # elements/s of transformed filters
-    "channels_gemm": 1.41e11,
-    "channels_transform": 4.37e9,
-    "channels_filter": 3.02e9,
+    # and 8, 2-core EPYC (benchmarks/winograd_plans.py; results 2026-11-23). The
+    # work-item plan transforms the filters into a fresh array (first touch included);
+    # the channel plan, block by block in cache:
+    "tiles_gemm": 1.26e11,       # FLOP/s of the per-point GEMMs
+    "tiles_transform": 1.08e10,  # (tile, point, channel) x alpha terms/s
+    "tiles_filter": 1.13e9,      # elements/s of transformed filters
+    "channels_gemm": 1.53e11,
+    "channels_transform": 5.95e9,
+    "channels_filter": 2.84e9,
     "winograd_call": 6.0e-5,     # seconds per call (an 8-channel 8x8 layer; not fitted)
     # im2col (the NumPy code), fitted to the 66 layers of
     # benchmarks/results/2026-11-22-cpu-numba-bench-all.json:
