@@ -20,14 +20,10 @@ import numpy as np
 
 
 def _median_ms(fn, reps=10):
-    time.sleep(0.15)
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
+    from cnnkern.bench.runner import COOL_DOWN_S
+    from cnnkern.timing import cpu_times
+    time.sleep(COOL_DOWN_S)
+    return float(np.median(cpu_times(fn, reps))) * 1e3
 
 
 def _layers(batch):
