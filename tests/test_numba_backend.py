@@ -227,11 +227,11 @@ def random_winograd_case(rng):
 def test_winograd_plans_match_the_reference_on_random_calls(plan, chunk, rng,
                                                             monkeypatch):
     """Both Winograd plans, forced, F2 and F4, on random calls; the output starts as
-    NaN, so a tile or a channel block a plan misses shows up. With ``chunk`` set, each
-    work item and each chunk of the channel plan is a single tile row."""
+    NaN (the tests' ``poison_outputs``), so a tile or a channel block a plan misses
+    shows up. With ``chunk`` set, each work item and each chunk of the channel plan is
+    a single tile row."""
     from cnnkern.backends.numba import winograd
     monkeypatch.setattr(winograd, "plan_for", lambda p, m: plan)
-    monkeypatch.setattr(winograd, "POISON", True)
     if chunk:
         monkeypatch.setattr(winograd, "ITEM_BYTES", chunk)
         monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk)
