@@ -314,6 +314,7 @@ class Candidate:
     over_limit: bool = False               # can run, but needs more than workspace_limit
     measured_s: Optional[float] = None
     reference: bool = False                # the oracle: chosen only if nothing else runs
+    variant: Optional[str] = None          # the kernel or plan it would run, if it has several
 
     @property
     def usable(self) -> bool:
@@ -349,6 +350,8 @@ class Explanation:
                 continue
             text = f"  {c.name:<20} estimated {c.estimate_s * 1e3:10.3f} ms, " \
                    f"workspace {_mib(c.workspace_bytes):>12}"
+            if c.variant is not None:
+                text += f", {c.variant}"
             if c.measured_s is not None:
                 text += f", measured {c.measured_s * 1e3:.3f} ms"
             if c.over_limit:
@@ -373,10 +376,25 @@ def candidates(p: ConvParams, backend: str, weight=None,
         if reason is None:
             cand.estimate_s = estimate_seconds(alg.name, p, backend)
             cand.workspace_bytes = int(alg.workspace_bytes(p))
+            cand.variant = variant(alg.name, p, backend)
             cand.over_limit = workspace_limit is not None and \
                 cand.workspace_bytes > workspace_limit
         out.append(cand)
     return out
+
+
+def variant(name: str, p: ConvParams, backend: str) -> Optional[str]:
+    """Which of its kernels or plans a Numba algorithm that has several runs for the
+    call (the same choice the algorithm makes when it runs); None for the others."""
+    if backend != "numba":
+        return None
+    if name == "depthwise":
+        from .backends.numba.depthwise import kernel_for
+        return f"{kernel_for(p)} kernel"
+    if name.startswith("winograd_"):
+        from .backends.numba.winograd import plan_for
+        return f"{plan_for(p, int(name.split('_')[1][1]))} plan"
+    return None
 
 
 def _contenders(cands: list[Candidate]) -> list[Candidate]:

@@ -147,6 +147,29 @@ def test_explain_report(rng):
     assert e.choice == dispatch.select(P(x.shape, w.shape, stride=2, padding=1), "numpy")
 
 
+def test_explain_names_the_kernel_or_plan_that_would_run():
+    """On the Numba backend, the depthwise kernel and the Winograd plan the algorithm
+    would run for the call, as it chooses them when it runs."""
+    pytest.importorskip("numba")
+    from cnnkern.backends.numba import depthwise, winograd
+    deep = (np.zeros((1, 512, 14, 14), np.float32), np.ones((512, 512, 3, 3), np.float32))
+    e = ck.explain(*deep, padding=1, backend="numba")
+    cand = {c.name: c for c in e.candidates}
+    plan = winograd.plan_for(e.params, 2)
+    assert plan == "channels"
+    assert cand["winograd_f2x2_3x3"].variant == "channels plan"
+    assert "workspace" in str(e) and ", channels plan" in str(e)
+    assert cand["im2col"].variant is None
+    x, w = np.zeros((1, 16, 56, 56), np.float32), np.ones((16, 1, 3, 3), np.float32)
+    e = ck.explain(x, w, padding=1, groups=16, backend="numba")
+    dw = next(c for c in e.candidates if c.name == "depthwise")
+    assert dw.variant == f"{depthwise.kernel_for(e.params)} kernel"
+    assert e.as_dict()["candidates"][[c.name for c in e.candidates].index("depthwise")][
+        "variant"] == dw.variant
+    assert all(c.variant is None
+               for c in ck.explain(x, w, padding=1, groups=16, backend="numpy").candidates)
+
+
 def test_autotune_measures_once_and_is_correct(rng):
     x = rng.standard_normal((1, 4, 10, 10))
     w = rng.standard_normal((4, 4, 3, 3))
