@@ -192,6 +192,11 @@ def depthwise_kernel(p: ConvParams, itemsize: int) -> str:
     return "planes" if seconds["planes"] < PLANES_MARGIN * seconds[other] else other
 
 
+def winograd_m(name: str) -> int:
+    """The output tile ``m`` of a Winograd algorithm's name (``winograd_f4x4_3x3``: 4)."""
+    return int(name.split("_")[1][1])
+
+
 @lru_cache(maxsize=256)
 def winograd_plan_seconds(p: ConvParams, m: int, threads: int) -> Mapping[str, float]:
     """Seconds for each plan of the Numba Winograd F(m, 3) that can take the call:
@@ -242,8 +247,7 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
              weights / rate["blocks_weights"] + outs / rate["blocks_out"]) / busy +
             rate["blocks_call"])
     if name.startswith("winograd_"):
-        m = int(name.split("_")[1][1])
-        return min(winograd_plan_seconds(p, m, get_num_threads()).values())
+        return min(winograd_plan_seconds(p, winograd_m(name), get_num_threads()).values())
     return None
 
 
@@ -278,7 +282,7 @@ def estimate_seconds(name: str, p: ConvParams, backend: str = "numpy") -> float:
         reduce_ops = 8 * p.batch * p.out_channels * p.in_per_group * bins
         return fft_ops / RATES["fft"] + reduce_ops / RATES["cgemm"] * (itemsize / 4)
     if name.startswith("winograd_"):
-        m, r = int(name.split("_")[1][1]), 3
+        m, r = winograd_m(name), 3
         alpha = m + r - 1
         tiles = prod(-(-n // m) for n in p.output_size)
         pts = alpha ** p.ndim
@@ -393,7 +397,7 @@ def variant(name: str, p: ConvParams, backend: str) -> Optional[str]:
         return f"{kernel_for(p)} kernel"
     if name.startswith("winograd_"):
         from .backends.numba.winograd import plan_for
-        return f"{plan_for(p, int(name.split('_')[1][1]))} plan"
+        return f"{plan_for(p, winograd_m(name))} plan"
     return None
 
 

@@ -186,6 +186,15 @@ def test_depthwise_kernel_choice(rng):
     assert not uses_row_kernel(params((3, 3), (7, 7), padding=3))   # 27% of taps inside
 
 
+def suite_params(ref):
+    """The float32, batch-1 call of suite layer ``ref`` ("suite/name")."""
+    from cnnkern.params import ConvParams
+    from cnnkern.suites import layer
+    spec = layer(ref)
+    xs, ws = spec.shapes(1)
+    return ConvParams.build("conv2d", spec.ndim, xs, ws, dtype=np.float32, **spec.kwargs())
+
+
 @pytest.mark.parametrize("layer,kernel", [
     ("mobilenetv2/dw_56_s2", "planes"), ("mobilenetv2/dw_112", "planes"),
     ("replknet31b/dw31_s1", "planes"), ("convnext_t/dw7_s3", "rows"),
@@ -197,13 +206,7 @@ def test_depthwise_runs_the_kernel_measured_fastest(layer, kernel):
     (2-core EPYC, docs/dispatch.md): NCHW planes for large images with few channels,
     channels last for small images with many."""
     from cnnkern.backends.numba.depthwise import kernel_for
-    from cnnkern.params import ConvParams
-    from cnnkern.suites import SUITES
-    suite, name = layer.split("/")
-    spec = next(s for s in SUITES[suite] if s.name == name)
-    xs, ws = spec.shapes(1)
-    p = ConvParams.build("conv2d", spec.ndim, xs, ws, dtype=np.float32, **spec.kwargs())
-    assert kernel_for(p) == kernel
+    assert kernel_for(suite_params(layer)) == kernel
 
 
 def random_winograd_case(rng):
@@ -264,13 +267,7 @@ def test_winograd_runs_the_plan_measured_fastest(layer, plan):
     docs/dispatch.md): work items of whole tile rows where the image is large and the
     channels few, blocks of output channels where the transformed filters are large."""
     from cnnkern.backends.numba.winograd import plan_for
-    from cnnkern.params import ConvParams
-    from cnnkern.suites import SUITES
-    suite, name = layer.split("/")
-    spec = next(s for s in SUITES[suite] if s.name == name)
-    xs, ws = spec.shapes(1)
-    p = ConvParams.build("conv2d", spec.ndim, xs, ws, dtype=np.float32, **spec.kwargs())
-    assert plan_for(p, 2) == plan
+    assert plan_for(suite_params(layer), 2) == plan
 
 
 SCRIPT = """
@@ -279,19 +276,22 @@ import numpy as np
 import cnnkern as ck
 from cnnkern.backends.numba import (depthwise, depthwise_planes, direct, im2col_blocks,
                                     winograd)
+plan_for = winograd.plan_for
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)
 t0 = time.perf_counter()
 ck.conv2d(x, w, padding=1, algo="direct")
 ck.conv2d(x, w, padding=1, algo="winograd_f4x4_3x3")
+winograd.plan_for = lambda p, m: "tiles" if plan_for(p, m) == "channels" else "channels"
+ck.conv2d(x, w, padding=1, algo="winograd_f4x4_3x3")            # the other plan
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")   # the row kernel
 depthwise.kernel_for = lambda p: "planes"
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
 ck.conv2d(x, w, padding=1, algo="im2col_blocks")
 first = time.perf_counter() - t0
 stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats,
-         depthwise._depthwise_rows.stats, depthwise_planes._planes_kernel.stats,
-         im2col_blocks._blocks_kernel.stats]
+         winograd._channel_stage.stats, depthwise._depthwise_rows.stats,
+         depthwise_planes._planes_kernel.stats, im2col_blocks._blocks_kernel.stats]
 print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
                       misses=sum(len(s.cache_misses) for s in stats))))
 """

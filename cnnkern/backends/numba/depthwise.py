@@ -25,7 +25,6 @@ import numpy as np
 from numba import njit, prange
 
 from ...threads import get_num_threads
-
 from ..numpy._common import alloc
 from ._layout import as3d, bias_or_zeros, compute_dtype, index_maps, pads3, sync_numba, \
     triple

@@ -221,8 +221,7 @@ def depthwise_planes(x, w, bias, p):
     y = _common.alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
     parts = max(1, min(p.batch * p.in_channels, 4 * get_num_threads()))
     _planes_kernel(x3, wt, b, y, p.out_per_group, pl.offsets, pl.geo, pl.strides, pl.mz,
-                   pl.my,
-                   pl.span, pl.edge_q, pl.edge_src, pl.size, pl.length, parts,
+                   pl.my, pl.span, pl.edge_q, pl.edge_src, pl.size, pl.length, parts,
                    _common.POISON)
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)
 

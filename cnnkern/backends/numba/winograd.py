@@ -150,6 +150,24 @@ def _scatter(out, y, n, k0, yy0, xx0):
                 y[n, k0 + k, yy0 + i, xx0 + col] = out[i, col, k]
 
 
+@njit(cache=True, inline="always")
+def _transform_row(x, hmap, wmap, bth, btw, slab, tmp, v, n, row, col0, t0, nt, mw):
+    """Gather the input under ``nt`` tiles of one tile row (from output row ``row``,
+    column ``col0``) and transform them into ``v[:, :, t0:t0 + nt]``."""
+    _gather(x, hmap, wmap, slab, n, row, col0)
+    for t in range(nt):
+        _input_tile(slab, bth, btw, tmp, v, t0 + t, t * mw)
+
+
+@njit(cache=True, inline="always")
+def _finish_row(mm, ath, atw, bias, tmp, out, y, n, k0, row, col0, t0, nt, mw):
+    """Output-transform the tiles ``mm[:, :, t0:t0 + nt]`` of one tile row and write
+    them to ``y`` from channel ``k0``, output row ``row``, column ``col0``."""
+    for t in range(nt):
+        _output_tile(mm, ath, atw, bias, tmp, out, t0 + t, t * mw)
+    _scatter(out, y, n, k0, row, col0)
+
+
 @njit(cache=True, parallel=True)
 def _winograd_kernel(x, hmap, wmap, u, bth, btw, ath, atw, bias, y, tiles_h, tiles_w,
                      rows_per_item, seg):
@@ -177,17 +195,15 @@ def _winograd_kernel(x, hmap, wmap, u, bth, btw, ath, atw, bias, y, tiles_h, til
         out = np.empty((mh, nt * mw, nk), dtype=y.dtype)
         for r in range(rows):
             n, ty = (r0 + r) // tiles_h, (r0 + r) % tiles_h
-            _gather(x, hmap, wmap, slab, n, ty * mh, tx0 * mw)
-            for t in range(nt):
-                _input_tile(slab, bth, btw, tmp_in, v, r * nt + t, t * mw)
+            _transform_row(x, hmap, wmap, bth, btw, slab, tmp_in, v, n, ty * mh,
+                           tx0 * mw, r * nt, nt, mw)
         for q in range(pts * groups):   # single-threaded BLAS, inside this thread
             np.dot(v[q // groups, q % groups], u[q % groups, q // groups],
                    mm[q // groups, q % groups])
         for r in range(rows):
             n, ty = (r0 + r) // tiles_h, (r0 + r) % tiles_h
-            for t in range(nt):
-                _output_tile(mm, ath, atw, bias, tmp_out, out, r * nt + t, t * mw)
-            _scatter(out, y, n, 0, ty * mh, tx0 * mw)
+            _finish_row(mm, ath, atw, bias, tmp_out, out, y, n, 0, ty * mh, tx0 * mw,
+                        r * nt, nt, mw)
 
 
 #: Input channels whose taps the filter transform gathers at a time.
@@ -276,9 +292,8 @@ def _input_stage(x, hmap, wmap, bth, btw, v, tiles_h, tiles_w, mh, mw, r0):
         n, ty = (r0 + r) // tiles_h, (r0 + r) % tiles_h
         slab = np.empty((ah, tiles_w * mw + aw - mw, nc), dtype=v.dtype)
         tmp = np.empty((ah, aw, nc), dtype=v.dtype)
-        _gather(x, hmap, wmap, slab, n, ty * mh, 0)
-        for t in range(tiles_w):
-            _input_tile(slab, bth, btw, tmp, v, r * tiles_w + t, t * mw)
+        _transform_row(x, hmap, wmap, bth, btw, slab, tmp, v, n, ty * mh, 0,
+                       r * tiles_w, tiles_w, mw)
 
 
 @njit(cache=True, parallel=True)
@@ -315,9 +330,8 @@ def _channel_stage(w2, gh, gw, v, ath, atw, bias, y, tiles_h, tiles_w, r0, lanes
         out = np.empty((mh, tiles_w * mw, nb), dtype=y.dtype)
         for r in range(rows):
             n, ty = (r0 + r) // tiles_h, (r0 + r) % tiles_h
-            for t in range(tiles_w):
-                _output_tile(mm, ath, atw, kbias, tmp_out, out, r * tiles_w + t, t * mw)
-            _scatter(out, y, n, k0, ty * mh, 0)
+            _finish_row(mm, ath, atw, kbias, tmp_out, out, y, n, k0, ty * mh, 0,
+                        r * tiles_w, tiles_w, mw)
 
 
 def _matrices(p, m, cd):
