@@ -13,7 +13,7 @@ import datetime
 import json
 import platform
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from math import log2, prod
 from pathlib import Path
@@ -89,6 +89,8 @@ RATES = {
     "cgemm": 2.0e10,       # complex FLOP/s of the per-frequency batched matmuls
     "elementwise": 1.0e9,  # multiply-adds/s of the separable passes
     "transform": 1.5e9,    # multiply-adds/s of the Winograd tile and filter transforms
+    "fft_call": 4.5e-5,    # seconds of fixed cost per FFT call (planning, three
+                           # transforms, the crop; 1-16 channel calls, 2026-11-23)
 }
 
 
@@ -280,7 +282,8 @@ def estimate_seconds(name: str, p: ConvParams, backend: str = "numpy") -> float:
             p.batch * p.out_channels
         fft_ops = transforms * 2.5 * n_fft * log2(max(n_fft, 2))
         reduce_ops = 8 * p.batch * p.out_channels * p.in_per_group * bins
-        return fft_ops / RATES["fft"] + reduce_ops / RATES["cgemm"] * (itemsize / 4)
+        return fft_ops / RATES["fft"] + reduce_ops / RATES["cgemm"] * (itemsize / 4) + \
+            RATES["fft_call"]
     if name.startswith("winograd_"):
         m, r = winograd_m(name), 3
         alpha = m + r - 1
@@ -371,20 +374,92 @@ class Explanation:
                     candidates=[asdict(c) for c in self.candidates])
 
 
-def candidates(p: ConvParams, backend: str, weight=None,
-               workspace_limit: Optional[int] = None) -> list[Candidate]:
-    out = []
-    for alg in registry.algorithms("conv", backend):
-        reason = alg.check(p, weight)
+@dataclass(frozen=True)
+class _ShapeVerdict:
+    """What the rules say of one call shape: every algorithm's check (value checks
+    taken as passed), estimate and workspace, and the choice they make."""
+
+    algorithms: tuple            # the registry's algorithm objects it was made from
+    candidates: tuple            # Candidate per algorithm, variant not filled in
+    choice: "Choice"
+    #: whether the algorithm chosen (and the one the limit excluded) is the same
+    #: whatever the weight values: with the algorithms that read them (``value_check``)
+    #: able to run and unable
+    settled: bool
+
+
+_VERDICTS: dict = {}
+_VERDICTS_MAX = 1024
+_VERDICTS_LOCK = threading.Lock()
+
+
+def _shape_verdict(p: ConvParams, backend: str, workspace_limit: Optional[int]):
+    """The rules' verdict for the call shape, cached: a repeated call (a network's
+    layer, batch after batch) pays one dictionary lookup instead of every algorithm's
+    check and estimate. The key holds everything the estimates read (the thread count
+    included); the registered algorithms are compared by identity, so a change to
+    the registry is seen."""
+    algs = tuple(registry.algorithms("conv", backend))
+    key = (p, backend, workspace_limit, get_num_threads())
+    hit = _VERDICTS.get(key)
+    if hit is not None and len(hit.algorithms) == len(algs) and \
+            all(a is b for a, b in zip(hit.algorithms, algs)):
+        return hit
+    cands = []
+    for alg in algs:
+        reason = alg.can_implement(p, None)
         cand = Candidate(alg.name, reason, reference=alg.reference)
         if reason is None:
             cand.estimate_s = estimate_seconds(alg.name, p, backend)
             cand.workspace_bytes = int(alg.workspace_bytes(p))
-            cand.variant = variant(alg.name, p, backend)
             cand.over_limit = workspace_limit is not None and \
                 cand.workspace_bytes > workspace_limit
+        cands.append(cand)
+    choice = choose(cands)
+    without = [replace(c, reason="value check failed") if a.value_check is not None
+               and c.reason is None else c for a, c in zip(algs, cands)]
+    other = choose(without)
+    settled = (other.name, _name(other.excluded)) == (choice.name, _name(choice.excluded))
+    verdict = _ShapeVerdict(algs, tuple(cands), choice, settled)
+    with _VERDICTS_LOCK:
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()
+        _VERDICTS[key] = verdict
+    return verdict
+
+
+def _name(cand: Optional[Candidate]) -> Optional[str]:
+    return None if cand is None else cand.name
+
+
+def candidates(p: ConvParams, backend: str, weight=None,
+               workspace_limit: Optional[int] = None) -> list[Candidate]:
+    verdict = _shape_verdict(p, backend, workspace_limit)
+    out = []
+    for alg, shaped in zip(verdict.algorithms, verdict.candidates):
+        cand = replace(shaped)
+        if cand.reason is None and alg.value_check is not None:
+            cand.reason = alg.value_check(weight)
+            if cand.reason is not None:
+                cand.estimate_s = cand.workspace_bytes = None
+                cand.over_limit = False
+        if cand.reason is None:
+            cand.variant = variant(alg.name, p, backend)
         out.append(cand)
     return out
+
+
+def auto_choice(p: ConvParams, backend: str, weight=None,
+                workspace_limit: Optional[int] = None) -> "Choice":
+    """The algorithm ``choose(candidates(...))`` picks (and the one the limit excluded),
+    without building the candidates when the cached shape verdict settles it: the
+    weight values are checked (a rank-1 filter for ``separable``) only where the answer
+    could change the choice. A settled choice's ``why`` may name as runner-up an
+    algorithm the values would rule out; ``explain`` gives the exact account."""
+    verdict = _shape_verdict(p, backend, workspace_limit)
+    if verdict.settled:
+        return verdict.choice
+    return choose(candidates(p, backend, weight, workspace_limit))
 
 
 def variant(name: str, p: ConvParams, backend: str) -> Optional[str]:
@@ -441,7 +516,7 @@ def choose(cands: list[Candidate]) -> Choice:
 def select(p: ConvParams, backend: str, weight=None,
            workspace_limit: Optional[int] = None) -> str:
     """The algorithm ``algo="auto"`` runs for this call: pure, no measurement."""
-    choice = choose(candidates(p, backend, weight, workspace_limit))
+    choice = auto_choice(p, backend, weight, workspace_limit)
     if choice.name is None:
         fail(p.fname, f"{choice.why} on backend {backend!r}")
     return choice.name

@@ -102,8 +102,10 @@ def _pick(p: ConvParams, algo, backend: str, x, w, bias, limit=None):
     if algo == "auto" and dispatch.get_autotune() and p.batch > 0:
         algo = "autotune"
     if algo in ("auto", "autotune"):
-        cands = dispatch.candidates(p, backend, w, limit)
-        choice = dispatch.choose(cands)
+        # "auto" asks the cached verdict; autotune needs the candidates themselves
+        cands = dispatch.candidates(p, backend, w, limit) if algo == "autotune" else None
+        choice = dispatch.auto_choice(p, backend, w, limit) if cands is None else \
+            dispatch.choose(cands)
         if choice.name is None:
             fail(p.fname, f"{choice.why} on backend {backend!r}"
                           + (f" (workspace_limit={limit})" if limit is not None else ""))

@@ -34,8 +34,10 @@ class Algorithm:
     """One implementation of one operation on one backend.
 
     ``can_implement(params, weight)`` returns None when the algorithm can run the call,
-    else the reason it cannot (``weight`` may be None for shape-only questions; an
-    algorithm that needs the weight values, such as ``separable``, then says so).
+    else the reason it cannot, from the call's shape alone; ``value_check(weight)``,
+    for an algorithm that also depends on the weight values (``separable``), does the
+    same from the values (``weight`` None: it says it needs them). The dispatcher
+    caches what depends on the shape and runs ``value_check`` only when it matters.
     ``tolerance`` maps a dtype name to the largest relative error
     ``||y - ref|| / ||ref||`` against the float64 reference that the tests accept.
     """
@@ -51,9 +53,13 @@ class Algorithm:
     #: The oracle the others are tested against: run only when asked for by name, or
     #: when nothing else can run the call.
     reference: bool = False
+    value_check: Optional[Callable] = None
 
     def check(self, params, weight=None) -> Optional[str]:
-        return self.can_implement(params, weight)
+        reason = self.can_implement(params, weight)
+        if reason is None and self.value_check is not None:
+            reason = self.value_check(weight)
+        return reason
 
 
 _ALGORITHMS: dict[tuple[str, str], dict[str, Algorithm]] = {}

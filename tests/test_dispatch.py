@@ -51,6 +51,50 @@ def test_rule_with_weights_and_limits(rng):
     assert "separable (estimated" in choice.why and "over the workspace limit" in choice.why
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_cached_auto_choice_matches_the_full_rules(backend, rng):
+    """``auto_choice`` (the cached shape verdict, weight values read only where they
+    could change the choice) against ``choose(candidates(...))`` on random calls; the
+    same shape with rank-1 and full-rank weights, in both orders, with limits."""
+    for _ in range(12):
+        c, k = int(rng.integers(1, 9)), int(rng.choice([1, 3, 5, 9]))
+        groups = c if rng.random() < 0.5 else 1
+        size = int(rng.integers(k, 3 * k + 40))
+        full = rng.standard_normal((c, c // groups, k, k))
+        rank1 = rng.standard_normal((c, c // groups, k, 1)) * \
+            rng.standard_normal((c, c // groups, 1, k))
+        p = P((int(rng.integers(1, 3)), c, size, size), full.shape, padding=k // 2,
+              groups=groups)
+        for limit in (None, 0, int(rng.integers(1, 1 << 20))):
+            for w in ((full, rank1) if rng.random() < 0.5 else (rank1, full)):
+                got = dispatch.auto_choice(p, backend, w, limit)
+                want = dispatch.choose(dispatch.candidates(p, backend, w, limit))
+                assert got.name == want.name
+                assert (got.excluded and got.excluded.name) == \
+                    (want.excluded and want.excluded.name)
+
+
+def test_cached_verdict_follows_threads_and_the_registry(monkeypatch):
+    p = P((1, 4, 64, 64), (4, 4, 3, 3), padding=1)
+    before = dispatch.select(p, "numpy")
+    saved = dispatch.estimate_seconds
+    with monkeypatch.context() as m:
+        m.setattr(dispatch, "estimate_seconds", lambda name, p, backend="numpy":
+                  0.0 if name == "instant" else saved(name, p, backend))
+        m.setitem(registry._ALGORITHMS[("conv", "numpy")], "instant",
+                  registry.Algorithm("instant", "numpy", "conv", lambda *a: None))
+        assert dispatch.select(p, "numpy") == "instant"
+    assert dispatch.select(p, "numpy") == before
+    threads = ck.get_num_threads()
+    try:
+        ck.set_num_threads(1)
+        one = dispatch._shape_verdict(p, "numba", None)
+        ck.set_num_threads(2)
+        assert dispatch._shape_verdict(p, "numba", None) is not one
+    finally:
+        ck.set_num_threads(threads)
+
+
 def test_select_is_pure_and_never_runs_anything():
     from cnnkern import registry
 

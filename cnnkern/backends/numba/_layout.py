@@ -3,6 +3,8 @@ leading spatial axes of size 1), padding as per-axis source-index maps; and the
 strided run copy the kernels that read the unpadded input share."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import njit
 
@@ -53,12 +55,18 @@ def _source_index(j: np.ndarray, n: int, mode: str) -> np.ndarray:
 
 def index_maps(p):
     """For each of the 3 axes, the source index of every padded position (-1 for a zero),
-    so that a kernel can read any padding mode without a padded copy of the input."""
+    so that a kernel can read any padding mode without a padded copy of the input.
+    Shared between calls of one shape: the kernels only read them."""
+    return _index_maps(p.input_size, p.padding, p.padding_mode)
+
+
+@lru_cache(maxsize=256)
+def _index_maps(size, padding, mode):
     maps = []
-    for n, (before, after) in zip(triple(p.input_size, 1), triple(p.padding, (0, 0))):
+    for n, (before, after) in zip(triple(size, 1), triple(padding, (0, 0))):
         j = np.arange(-before, n + after, dtype=np.int64)
-        maps.append(_source_index(j, n, p.padding_mode).astype(np.int64))
-    return maps
+        maps.append(_source_index(j, n, mode).astype(np.int64))
+    return tuple(maps)
 
 
 @njit(cache=True, inline="always")

@@ -6,6 +6,7 @@ FFT, Winograd, separable) in the compute dtype, tested against it.
 from __future__ import annotations
 
 from functools import partial
+from typing import Optional
 
 from ...registry import Algorithm, register
 from . import direct, fft, im2col, pooling, separable, winograd
@@ -38,6 +39,10 @@ def _separable_can(p, weight=None):
     if sum(k > 1 for k in p.kernel_size) < 2:
         return f"needs at least two kernel axes longer than 1, got {p.kernel_size} " \
                f"(one pass would be the whole filter)"
+    return None
+
+
+def _separable_values(weight) -> Optional[str]:
     if weight is None:
         return "needs the weight values to detect rank-1 filters"
     if separable.rank1_factors(weight) is None:
@@ -74,7 +79,7 @@ def register_cpu_algorithms(backend: str, winograd_module, winograd_summary: str
                            workspace_bytes=partial(winograd_module.workspace_bytes, m=m),
                            tolerance=tol, summary=winograd_summary.format(m=m)))
     register(Algorithm("separable", backend, "conv", separable.conv,
-                       can_implement=_separable_can,
+                       can_implement=_separable_can, value_check=_separable_values,
                        workspace_bytes=separable.workspace_bytes,
                        tolerance={"float16": 3e-3, "float32": 1e-4, "float64": 1e-9},
                        summary="rank-1 filters as one 1-D pass per axis" + shared_note))

@@ -26,6 +26,18 @@ from ._common import alloc, compute_dtype, finish, pad_input
 #: Upper bound on the per-step buffers (input spectrum, products, inverse transform).
 CHUNK_BYTES = 64 * 2**20
 
+#: Smallest transform (real elements, the whole batch of it) given more than one worker
+#: thread. On the 2-core CI-class machine two workers made 64 16x16 transforms 1.5x
+#: slower, 16k elements (at 65k: 1.2-1.3x faster; docs/dispatch.md): starting and
+#: joining a thread costs more than a small transform.
+THREADED_ELEMENTS = 1 << 16
+
+
+def _workers(a, shape) -> int:
+    """Worker threads for transforming ``a`` (or producing it) at ``shape``."""
+    elements = prod(a.shape[:a.ndim - len(shape)]) * prod(shape)
+    return get_num_threads() if elements >= THREADED_ELEMENTS else 1
+
 
 def _fft_shape(p):
     return tuple(sfft.next_fast_len(n, real=True) for n in p.padded_size)
@@ -101,13 +113,13 @@ def _weight_spectrum(w, p, shape, cd, blocks):
     wk = wk[(Ellipsis,) + (slice(None, None, -1),) * nd]
     nb = _n_bins(shape)
     if cig == 1:
-        return sfft.rfftn(wk, s=shape, axes=axes, workers=get_num_threads()) \
+        return sfft.rfftn(wk, s=shape, axes=axes, workers=_workers(wk, shape)) \
             .reshape(g, cog, nb)
     wm = np.empty((nb, g, cig, cog), dtype=np.result_type(cd, np.complex64))
     for g0, g1, o0, o1 in blocks:
         rows = wk.reshape((g, cog) + wk.shape[1:])[g0:g1, o0:o1]
         rows = rows.reshape((-1,) + wk.shape[1:])
-        wf = sfft.rfftn(rows, s=shape, axes=axes, workers=get_num_threads())
+        wf = sfft.rfftn(rows, s=shape, axes=axes, workers=_workers(rows, shape))
         wm[:, g0:g1, :, o0:o1] = wf.reshape(g1 - g0, o1 - o0, cig, nb).transpose(3, 0, 2, 1)
     return wm
 
@@ -129,12 +141,11 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
         crop.append(slice(start, start + (n - 1) * s + 1, s))
     crop = tuple(crop)
     y = alloc(p.output_shape, dtype=cd)
-    workers = get_num_threads()
     for n0 in range(0, p.batch, images):
         part = slice(n0, min(n0 + images, p.batch))
         nimg = part.stop - part.start
         xin = x[part].astype(cd, copy=False) if implicit else pad_input(x[part], p, cd)
-        xf = sfft.rfftn(xin, s=shape, axes=axes, workers=workers)
+        xf = sfft.rfftn(xin, s=shape, axes=axes, workers=_workers(xin, shape))
         del xin
         if cig == 1:
             xf = xf.reshape(nimg, g, 1, nb)
@@ -148,7 +159,7 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
                 yf = ym.transpose(2, 1, 3, 0)                      # (nimg, gb, ob, nb)
                 del ym
             yf = yf.reshape((nimg, (g1 - g0) * (o1 - o0)) + bins)
-            full = sfft.irfftn(yf, s=shape, axes=axes, workers=workers)
+            full = sfft.irfftn(yf, s=shape, axes=axes, workers=_workers(yf, shape))
             del yf
             c0 = g0 * cog + o0
             y[part, c0:c0 + full.shape[1]] = full[crop]
