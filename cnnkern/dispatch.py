@@ -221,6 +221,14 @@ def winograd_plan(p: ConvParams, m: int) -> str:
     return min(seconds, key=seconds.get)
 
 
+def _column_bytes(p: ConvParams, itemsize: int) -> int:
+    """Bytes of im2col's column matrix; none for a pointwise layer (its input)."""
+    from .backends.numpy.im2col import pointwise
+    if pointwise(p):
+        return 0
+    return p.batch * p.in_channels * p.kernel_volume * prod(p.output_size) * itemsize
+
+
 def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
     """Seconds for the Numba kernels and im2col; None for the other algorithms, which
     are the NumPy code and follow the NumPy backend's model."""
@@ -233,7 +241,7 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
         return p.flops * p.inside_fraction / rate["direct"] * scale + rows / rate["row"]
     if name == "depthwise":
         return depthwise_kernel_seconds(p, itemsize)[depthwise_kernel(p, itemsize)]
-    cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize
+    cols = _column_bytes(p, itemsize)
     if name == "im2col":
         return p.flops / rate["im2col_gemm"] * scale + cols / rate["im2col_copy"] + \
             rate["im2col_call"]
@@ -272,8 +280,8 @@ def estimate_seconds(name: str, p: ConvParams, backend: str = "numpy") -> float:
         return p.flops / RATES["einsum"] + \
             p.kernel_volume * p.batch * p.in_channels * out_vol * 8 / RATES["copy"]
     if name == "im2col":
-        cols = p.batch * p.in_channels * p.kernel_volume * out_vol * itemsize
-        return p.flops / RATES["gemm"] * (itemsize / 4) + cols / RATES["copy"]
+        return p.flops / RATES["gemm"] * (itemsize / 4) + \
+            _column_bytes(p, itemsize) / RATES["copy"]
     if name == "fft":
         shape = [_fft_len(n) for n in p.padded_size]
         n_fft = prod(shape)

@@ -9,16 +9,17 @@ from helpers import pad_pairs
 @st.composite
 def conv_cases(draw, ndims=(1, 2, 3), modes=("zeros", "reflect", "replicate", "circular"),
                max_batch=2, rank1=False, kernel=None, stride=None, dilation=None,
-               depthwise=False):
+               depthwise=False, min_kernel=1):
     """A random valid call; ``kernel``/``stride``/``dilation`` (ints) pin those values;
-    ``depthwise``: one input channel per group (groups == input channels)."""
+    ``min_kernel`` bounds the drawn kernel sizes from below; ``depthwise``: one input
+    channel per group (groups == input channels)."""
     nd = draw(st.sampled_from(ndims))
     groups = draw(st.integers(1, 5 if depthwise else 3))
     cig = 1 if depthwise else draw(st.integers(1, 3))
     cog = draw(st.integers(1, 3))
     batch = draw(st.integers(0 if max_batch > 1 else 1, max_batch))
     big = 4 if nd < 3 else 3
-    kernel = tuple(kernel or draw(st.integers(1, big)) for _ in range(nd))
+    kernel = tuple(kernel or draw(st.integers(min_kernel, big)) for _ in range(nd))
     stride = tuple(stride or draw(st.integers(1, 4)) for _ in range(nd))
     dilation = tuple(dilation or draw(st.integers(1, 3)) for _ in range(nd))
     size = tuple(draw(st.integers(1, 14 if nd < 3 else 7)) for _ in range(nd))

@@ -22,8 +22,9 @@ CHUNK_BYTES = 64 * 2**20
 def _bytes_per_position(p, itemsize, with_block: bool = False):
     """Column-matrix bytes per output position; ``with_block`` adds the GEMM's result,
     a temporary when the chunk is part of an image (whole images are multiplied
-    straight into the output)."""
-    return (p.in_channels * p.kernel_volume + with_block * p.out_channels) * itemsize
+    straight into the output). A pointwise layer's columns are its input."""
+    columns = 0 if pointwise(p) else p.in_channels * p.kernel_volume
+    return (columns + with_block * p.out_channels) * itemsize
 
 
 def _padded_image_bytes(p, itemsize) -> int:
@@ -68,7 +69,6 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     g, cig, cog = p.groups, p.in_per_group, p.out_per_group
     wm = w.astype(cd, copy=False).reshape(g, cog, cig * p.kernel_volume)
     y = alloc((p.batch, g, cog) + p.output_size, dtype=cd)
-    s0, d0 = p.stride[0], p.dilation[0]
     xp_images, xp = None, None                  # the padded copy of these images
     for images, rows in _chunks(p, chunk_bytes, cd.itemsize):
         if xp_images != images:                 # pad the chunk's images only, after
@@ -76,18 +76,35 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
             xp_images, xp = images, pad_input(x[images], p, cd)
         nb, nr = images.stop - images.start, rows.stop - rows.start
         out_sz = (nr,) + p.output_size[1:]
-        cols = alloc((nb, p.in_channels, p.kernel_volume) + out_sz, dtype=cd)
-        for t, offset in enumerate(kernel_offsets(p.kernel_size)):
-            start = rows.start * s0 + offset[0] * d0
-            index = [slice(None), slice(None), slice(start, start + (nr - 1) * s0 + 1, s0)]
-            for o, d, s, n in zip(offset[1:], p.dilation[1:], p.stride[1:],
-                                  p.output_size[1:]):
-                index.append(slice(o * d, o * d + (n - 1) * s + 1, s))
-            cols[:, :, t] = xp[tuple(index)]
-        cols = cols.reshape(nb, g, cig * p.kernel_volume, prod(out_sz))
+        if pointwise(p):                       # the columns are the input itself
+            cols = xp[:, :, rows].reshape(nb, g, cig, prod(out_sz))
+        else:
+            cols = _columns(xp, p, rows, out_sz, cd)
         if nr == p.output_size[0]:              # whole images: y[images] is contiguous
             np.matmul(wm, cols, out=y.reshape(p.batch, g, cog, -1)[images])
         else:
             block = np.matmul(wm, cols)         # (1, g, cog, positions)
             y[images, :, :, rows] = block.reshape((nb, g, cog) + out_sz)
     return finish(y.reshape(p.output_shape), bias, p)
+
+
+def pointwise(p) -> bool:
+    """A 1x1 layer with stride 1 and no padding: its columns are its input."""
+    return p.kernel_volume == 1 and all(s == 1 for s in p.stride) and \
+        all(pair == (0, 0) for pair in p.padding)
+
+
+def _columns(xp, p, rows, out_sz, cd):
+    """The column matrix ``(images, groups, C_in / groups * taps, positions)`` of the
+    output rows ``rows`` of the images in ``xp`` (padded)."""
+    nb, s0, d0 = xp.shape[0], p.stride[0], p.dilation[0]
+    nr = out_sz[0]
+    cols = alloc((nb, p.in_channels, p.kernel_volume) + out_sz, dtype=cd)
+    for t, offset in enumerate(kernel_offsets(p.kernel_size)):
+        start = rows.start * s0 + offset[0] * d0
+        index = [slice(None), slice(None), slice(start, start + (nr - 1) * s0 + 1, s0)]
+        for o, d, s, n in zip(offset[1:], p.dilation[1:], p.stride[1:],
+                              p.output_size[1:]):
+            index.append(slice(o * d, o * d + (n - 1) * s + 1, s))
+        cols[:, :, t] = xp[tuple(index)]
+    return cols.reshape(nb, p.groups, p.in_per_group * p.kernel_volume, prod(out_sz))
