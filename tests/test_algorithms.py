@@ -140,6 +140,27 @@ def test_im2col_chunks_cover_every_output(monkeypatch, rng):
         assert rel_err(y, ref) < 1e-12
 
 
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_im2col_pointwise_layers_use_the_input_as_columns(nd, rng):
+    """1x1, stride 1, unpadded: the input is the column matrix (no copy), in whole
+    images and in row chunks, with groups, from a non-contiguous input and float16."""
+    from cnnkern.backends.numpy import im2col
+    size = (5, 4, 3)[:nd]
+    x = rng.standard_normal((3, 12) + size[::-1]).transpose((0, 1) + tuple(
+        range(nd + 1, 1, -1)))                             # spatial axes reversed
+    w = rng.standard_normal((6, 4) + (1,) * nd)
+    p = ConvParams.build("conv", nd, x.shape, w.shape, groups=3)
+    assert im2col.pointwise(p) and im2col.workspace_bytes(p, 10**9) == \
+        3 * 12 * int(np.prod(size)) * 8                    # the cast/padded copy only
+    ref = FN[nd](x, w, None, groups=3, algo="direct")
+    for dtype, tol in ((np.float64, 1e-12), (np.float16, 2e-3)):
+        for chunk in (1, 10**9):
+            y = im2col.conv(x.astype(dtype), w.astype(dtype), None,
+                            ConvParams.build("conv", nd, x.shape, w.shape, groups=3,
+                                             dtype=dtype), chunk_bytes=chunk)
+            assert y.dtype == dtype and rel_err(y, ref) < tol
+
+
 def test_im2col_workspace_bounds_each_chunk():
     """Whole images: the columns and the images' padded copy (the GEMM writes into the
     output); part of an image: its padded copy, the columns and the GEMM's temporary
