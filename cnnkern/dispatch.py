@@ -132,6 +132,15 @@ NUMBA_RATES = {
     "channels_transform": 5.95e9,
     "channels_filter": 2.84e9,
     "winograd_call": 6.0e-5,     # seconds per call (an 8-channel 8x8 layer; not fitted)
+    # tap_gemm (the NumPy code), fitted (non-negative least squares on relative error)
+    # to its times on the dense and grouped suite layers with more than one tap and
+    # zero padding: 33 at batch 1, 23 (those under 2.5 GFLOP) at batch 8 (2026-11-23;
+    # docs/dispatch.md); its estimate carries ``blocks_caution`` too:
+    "tap_gemm": 1.03e11,     # FLOP/s of the per-tap GEMMs (inside taps only)
+    "tap_weights": 5.35e9,   # bytes/s of weight matrices read, every tap every step
+    "tap_cols": 2.37e10,     # bytes/s of gathered input
+    "tap_adds": 1.02e10,     # bytes/s of products added into the output
+    "tap_step": 1.07e-5,     # seconds per tap and step (GEMM call, gather, add)
     # im2col (the NumPy code), fitted to the 66 layers of
     # benchmarks/results/2026-11-22-cpu-numba-bench-all.json:
     "im2col_gemm": 1.57e11,  # FLOP/s
@@ -145,7 +154,8 @@ NUMBA_RATES = {
     "blocks_out": 2.1e10,    # bytes/s of outputs (a small-K GEMM costs per output)
     "blocks_call": 4.7e-5,   # seconds of fixed cost per call
     # Its fit is off by 0.5-1.4x, and where it was too low (1x1 layers, a 3-channel
-    # stride-2 stem) the switch cost 1.3-1.7x; so its estimate carries this factor:
+    # stride-2 stem) the switch cost 1.3-1.7x; so its estimate (and tap_gemm's, as
+    # spread) carries this factor:
     "blocks_caution": 1.1,
 }
 
@@ -258,7 +268,21 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
             rate["blocks_call"])
     if name.startswith("winograd_"):
         return min(winograd_plan_seconds(p, winograd_m(name), get_num_threads()).values())
+    if name == "tap_gemm":
+        return rate["blocks_caution"] * tap_gemm_seconds(
+            p, rate["tap_gemm"], rate["tap_weights"], rate["tap_cols"], rate["tap_adds"],
+            rate["tap_step"])
     return None
+
+
+def tap_gemm_seconds(p: ConvParams, gemm: float, weights: float, cols: float,
+                     adds: float, step: float) -> float:
+    """``tap_gemm``'s estimate at the given rates (FLOP/s, bytes/s, seconds a step)."""
+    from .backends.numpy.tap_gemm import features
+    f = features(p)
+    scale = 2.0 if p.dtype.name == "float64" else 1.0
+    return f["gemm"] / gemm * scale + f["weights"] / weights + f["cols"] / cols + \
+        f["adds"] / adds + f["steps"] * step
 
 
 def _fft_len(n: int) -> int:
@@ -301,6 +325,9 @@ def estimate_seconds(name: str, p: ConvParams, backend: str = "numpy") -> float:
         data = p.batch * tiles * pts * (p.in_channels + p.out_channels) * alpha * p.ndim
         filters = p.out_channels * p.in_per_group * pts * r * p.ndim
         return gemm / RATES["gemm"] * (itemsize / 4) + (data + filters) / RATES["transform"]
+    if name == "tap_gemm":       # im2col's rates, so that the two compare as measured
+        return tap_gemm_seconds(p, RATES["gemm"], RATES["copy"], RATES["copy"],
+                                RATES["copy"], NUMBA_RATES["tap_step"])
     if name == "separable":
         passes = p.batch * p.out_channels * p.in_per_group * sum(
             prod(p.padded_size[:i]) * prod(p.output_size[i:]) * p.kernel_size[i]

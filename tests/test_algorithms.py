@@ -68,6 +68,7 @@ CLAIMS = {
     # Hypothesis's filter health check failed now and then
     "separable": dict(ndims=(2, 3), rank1=True, min_kernel=2),
     "depthwise": dict(depthwise=True),
+    "tap_gemm": dict(modes=("zeros",)),
 }
 
 
@@ -159,6 +160,33 @@ def test_im2col_pointwise_layers_use_the_input_as_columns(nd, rng):
                             ConvParams.build("conv", nd, x.shape, w.shape, groups=3,
                                              dtype=dtype), chunk_bytes=chunk)
             assert y.dtype == dtype and rel_err(y, ref) < tol
+
+
+TAP_GEMM_CASES = [
+    dict(x=(3, 4, 13, 11), w=(6, 2, 3, 3), stride=(2, 1), padding=(6, 2),
+         dilation=(6, 1), groups=2),
+    dict(x=(2, 3, 40), w=(4, 3, 5), stride=3, padding=9, dilation=4),
+    dict(x=(2, 2, 5, 6, 4), w=(3, 2, 3, 2, 3), padding=(1, 3, 2), stride=(1, 2, 1)),
+    dict(x=(1, 2, 4, 4), w=(2, 2, 3, 3), padding=5, dilation=5),  # 8 taps reach nothing
+]
+
+
+@pytest.mark.parametrize("case", TAP_GEMM_CASES)
+def test_tap_gemm_steps_cover_every_output(case, rng):
+    """Image chunks and bands of output rows (down to one row a step), every tap's box
+    of outputs, taps that reach no output at all."""
+    from cnnkern.backends.numpy import tap_gemm
+    case = dict(case)
+    x, w = rng.standard_normal(case.pop("x")), rng.standard_normal(case.pop("w"))
+    nd = x.ndim - 2
+    b = rng.standard_normal(w.shape[0])
+    ref = FN[nd](x, w, b, algo="direct", **case)
+    p = ConvParams.build("conv", nd, x.shape, w.shape, **case)
+    for chunk in (1, 700, 10**9):
+        assert tap_gemm.workspace_bytes(p, chunk) <= w.size * 8 + max(
+            chunk, tap_gemm._per_row_bytes(p, 8))
+        y = tap_gemm.conv(x, w, b, p, chunk_bytes=chunk)
+        assert rel_err(y, ref) < 1e-12
 
 
 def test_im2col_workspace_bounds_each_chunk():

@@ -19,13 +19,14 @@ def P(x, w, **kw):
 # docs/dispatch.md
 TABLE = [
     ((1, 64, 56, 56), (64, 64, 1, 1), {}, "im2col", None),           # 1x1 is one GEMM
-    ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "im2col", "winograd_f4x4_3x3"),
+    ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "im2col", "tap_gemm"),
     ((1, 96, 56, 56), (96, 1, 7, 7), dict(padding=3, groups=96), "fft", "im2col"),
     ((1, 128, 56, 56), (128, 1, 31, 31), dict(padding=15, groups=128), "fft", "im2col"),
     ((1, 16, 16384), (16, 16, 255), dict(padding=127), "fft", None),  # long 1-D kernel
     ((1, 1, 65536), (64, 1, 1024), {}, "fft", None),
     ((1, 16, 64), (16, 16, 3), dict(padding=1), "im2col", "winograd_f2_3"),
-    ((1, 512, 33, 33), (256, 512, 3, 3), dict(padding=6, dilation=6), "im2col", None),
+    # DeepLab's ASPP: 23% of the taps in the padding, which tap_gemm skips
+    ((1, 512, 33, 33), (256, 512, 3, 3), dict(padding=6, dilation=6), "tap_gemm", None),
     ((1, 3, 224, 224), (96, 3, 11, 11), dict(stride=4, padding=2), "im2col", None),
     ((2, 8, 6, 6, 6), (8, 8, 3, 3, 3), dict(padding=1), "im2col", "fft"),
 ]
@@ -156,6 +157,8 @@ def _family_calls(rng):
         "winograd_f2_3": ((1, 2, 8), rng.standard_normal((2, 2, 3)), {}),
         "winograd_f4_3": ((1, 2, 8), rng.standard_normal((2, 2, 3)), {}),
         "separable": ((1, 2, 12, 12), rank1, dict(groups=2)),
+        "tap_gemm": ((1, 4, 9, 9), rng.standard_normal((4, 4, 3, 3)),
+                     dict(padding=6, dilation=6)),
     }
 
 

@@ -9,7 +9,7 @@ from functools import partial
 from typing import Optional
 
 from ...registry import Algorithm, register
-from . import direct, fft, im2col, pooling, separable, winograd
+from . import direct, fft, im2col, pooling, separable, tap_gemm, winograd
 
 BACKEND = "numpy"
 
@@ -70,6 +70,11 @@ def register_cpu_algorithms(backend: str, winograd_module, winograd_summary: str
                        workspace_bytes=im2col.workspace_bytes, tolerance=GEMM,
                        summary="column matrix in bounded chunks + BLAS matmul per group"
                                + shared_note))
+    register(Algorithm("tap_gemm", backend, "conv", tap_gemm.conv,
+                       can_implement=tap_gemm.can_implement,
+                       workspace_bytes=tap_gemm.workspace_bytes, tolerance=GEMM,
+                       summary="a BLAS GEMM per kernel tap over the outputs it reaches "
+                               "inside the input (zero padding skipped)" + shared_note))
     register(Algorithm("fft", backend, "conv", fft.conv,
                        workspace_bytes=fft.workspace_bytes, tolerance=FFT,
                        summary="rfftn, per-frequency channel GEMM, irfftn, crop" + shared_note))
