@@ -76,7 +76,8 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
             xp_images, xp = images, pad_input(x[images], p, cd)
         nb, nr = images.stop - images.start, rows.stop - rows.start
         out_sz = (nr,) + p.output_size[1:]
-        if pointwise(p):                       # the columns are the input itself
+        cols = None                             # let the last chunk's columns go first
+        if pointwise(p):                        # the columns are the input itself
             cols = xp[:, :, rows].reshape(nb, g, cig, prod(out_sz))
         else:
             cols = _columns(xp, p, rows, out_sz, cd)
