@@ -61,7 +61,7 @@ def _check_output_path(parser, option: str, path):
 
 def bench(args, parser) -> int:
     from .bench import device as devices
-    from .bench import plot, report
+    from .bench import peers, plot, report
     from .bench.runner import run_suite, select_layers
     from .bench.schema import validate
 
@@ -74,6 +74,10 @@ def bench(args, parser) -> int:
     if args.plot and plot.matplotlib_missing():
         parser.error("--plot needs matplotlib, which is not installed "
                      "(pip install 'cnnkern[bench]')")
+    if not args.no_compare:
+        # PyTorch first: its OpenMP runtime then keeps its own wait policy, which a
+        # Numba backend started earlier would have set for both (threads.py)
+        peers.torch_available()
     dtype = np.dtype(args.dtype)
     try:
         device = devices.pick(args.device, dtype)

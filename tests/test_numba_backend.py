@@ -63,6 +63,25 @@ def test_one_knob_sets_numba_and_fft_threads(rng):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenBLAS found via /proc")
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_numba_threads_start_passive_without_leaving_a_trace(preset):
+    """The wait policy is in the environment only while Numba loads OpenMP, and a
+    policy the user set is left alone."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in threads.WAIT_VARIABLES}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(ck.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = ("import os, cnnkern.backends.numba, numba.np.ufunc.parallel as par; "
+            "print(par._is_initialized, os.environ.get('OMP_WAIT_POLICY'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["True", str(preset)]
+
+
 def test_blas_threads_are_reached():
     assert threads.blas_threads_controlled()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba  # noqa: F401  (ImportError -> the registry reports the backend unavailable)
 
 from ...registry import Algorithm, register
-from ...threads import pin_numba_blas
+from ...threads import pin_numba_blas, start_numba_threads
 from ..numpy import register_cpu_algorithms
 from . import depthwise, direct, im2col_blocks, winograd
 
@@ -22,6 +22,7 @@ BACKEND = "numba"
 #: float32 kernels accumulate in float32 (the NumPy oracle in float64).
 DIRECT = {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}
 
+start_numba_threads()
 pin_numba_blas()
 
 
