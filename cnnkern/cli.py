@@ -75,7 +75,7 @@ def bench(args, parser) -> int:
         parser.error("--plot needs matplotlib, which is not installed "
                      "(pip install 'cnnkern[bench]')")
     if not args.no_compare:
-        # PyTorch first: its OpenMP runtime then keeps its own wait policy, which a
+        # PyTorch first: its OpenMP runtime then keeps its own spin setting, which a
         # Numba backend started earlier would have set for both (threads.py)
         peers.torch_available()
     dtype = np.dtype(args.dtype)

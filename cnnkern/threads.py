@@ -84,31 +84,37 @@ def pin_numba_blas() -> None:
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
+#: Spins of an idle GNU OpenMP worker before it sleeps, for Numba's pool (libgomp's
+#: default: 300000). On the 2-core machine 10000 kept single layers as fast as the
+#: default and cut a MobileNetV2 block from 8.0 to 1.9 ms; passive workers (no spin)
+#: cut it to 0.9 ms but made single Numba layers 1.5-2.4x slower (docs/architecture.md).
+SPIN_COUNT = 10000
+
+
 def start_numba_threads() -> None:
     """Start Numba's thread pool (once, before its first parallel loop) with GNU
-    OpenMP's workers waiting passively between loops (``OMP_WAIT_POLICY=PASSIVE``),
-    unless ``WAIT_VARIABLES`` are set or the pool runs already.
+    OpenMP's idle workers spinning ``SPIN_COUNT`` times before they sleep, unless
+    ``WAIT_VARIABLES`` are set or the pool runs already.
 
-    By default the workers spin for a while after each loop, and OpenBLAS's after each
-    GEMM; on the 2-core machine a Numba layer next to a BLAS one (a depthwise 3x3 then
-    a 1x1, MobileNet's pattern) took 8.0 ms a pair against 0.45 + 0.2 ms apart, each
-    pool's spinning workers holding the cores the other needed. The variable is set
-    only while Numba loads OpenMP, which reads it then. A library that loads GNU
-    OpenMP later in the process (PyTorch) shares that runtime and its passive workers;
-    one loaded earlier keeps its own policy, and Numba binds to it (README,
-    docs/architecture.md)."""
+    By default they spin far longer, and OpenBLAS's workers spin after each GEMM too:
+    on the 2-core machine a Numba layer next to a BLAS one (a depthwise 3x3 then a 1x1,
+    MobileNet's pattern) took 8.0 ms a pair against 0.45 + 0.2 ms apart, each pool's
+    spinning workers holding the cores the other needed. The variable is set only
+    while Numba loads OpenMP, which reads it then. A library that loads GNU OpenMP
+    later in the process (PyTorch) shares that runtime and its setting; one loaded
+    earlier keeps its own, and Numba binds to it (README, docs/architecture.md)."""
     import numba
     from numba.np.ufunc import parallel
     if getattr(parallel, "_is_initialized", False):
         return
-    passive = not set(WAIT_VARIABLES) & set(os.environ)
-    if passive:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    ours = not set(WAIT_VARIABLES) & set(os.environ)
+    if ours:
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     try:
         numba.get_num_threads()                 # launches the pool
     finally:
-        if passive:
-            del os.environ["OMP_WAIT_POLICY"]
+        if ours:
+            del os.environ["GOMP_SPINCOUNT"]
 
 
 def blas_threads_controlled() -> bool:
