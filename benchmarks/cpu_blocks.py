@@ -43,14 +43,9 @@ def _arrays(xs, layers):
 
 
 def _median_ms(fn, reps=20):
+    from cnnkern.timing import cpu_times
     time.sleep(0.15)
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
+    return float(np.median(cpu_times(fn, reps, warmup=1))) * 1e3
 
 
 def _chain(conv, x, ws, **extra):
