@@ -251,10 +251,9 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
         return p.flops * p.inside_fraction / rate["direct"] * scale + rows / rate["row"]
     if name == "depthwise":
         return depthwise_kernel_seconds(p, itemsize)[depthwise_kernel(p, itemsize)]
-    cols = _column_bytes(p, itemsize)
     if name == "im2col":
-        return p.flops / rate["im2col_gemm"] * scale + cols / rate["im2col_copy"] + \
-            rate["im2col_call"]
+        return p.flops / rate["im2col_gemm"] * scale + \
+            _column_bytes(p, itemsize) / rate["im2col_copy"] + rate["im2col_call"]
     if name == "im2col_blocks":
         from .backends.numba.im2col_blocks import blocks
         units, threads = blocks(p)
@@ -263,7 +262,8 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
         weights = units * p.out_per_group * kk * itemsize
         outs = p.batch * p.out_channels * out_vol * itemsize
         return rate["blocks_caution"] * (
-            (p.flops / rate["blocks_gemm"] * scale + cols / rate["blocks_cols"] +
+            (p.flops / rate["blocks_gemm"] * scale +
+             _column_bytes(p, itemsize) / rate["blocks_cols"] +
              weights / rate["blocks_weights"] + outs / rate["blocks_out"]) / busy +
             rate["blocks_call"])
     if name.startswith("winograd_"):
@@ -356,7 +356,7 @@ class Candidate:
     over_limit: bool = False               # can run, but needs more than workspace_limit
     measured_s: Optional[float] = None
     reference: bool = False                # the oracle: chosen only if nothing else runs
-    variant: Optional[str] = None          # the kernel or plan it would run, if it has several
+    variant: Optional[str] = None          # the kernel or plan it runs, if it has several
 
     @property
     def usable(self) -> bool:

@@ -42,13 +42,21 @@ def kernel_offsets(kernel_size):
     return itertools.product(*(range(k) for k in kernel_size))
 
 
+def tap_slices(offset, p, spans=None, padded: bool = True) -> tuple:
+    """Per spatial axis, the slice of the input that kernel tap ``offset`` reads for the
+    outputs ``spans`` (``(lo, hi)`` per axis; every output by default): of the padded
+    input, or with ``padded=False`` of the unpadded one (where the tap lands inside)."""
+    index = []
+    for a, (o, d, s, n) in enumerate(zip(offset, p.dilation, p.stride, p.output_size)):
+        lo, hi = (0, n) if spans is None else spans[a]
+        start = lo * s + o * d - (0 if padded else p.padding[a][0])
+        index.append(slice(start, start + (hi - lo - 1) * s + 1, s))
+    return tuple(index)
+
+
 def window(xp: np.ndarray, offset, p, lead: int = 2) -> np.ndarray:
     """The strided view of the padded input that kernel tap ``offset`` multiplies."""
-    index = [slice(None)] * lead
-    for o, d, s, n in zip(offset, p.dilation, p.stride, p.output_size):
-        start = o * d
-        index.append(slice(start, start + (n - 1) * s + 1, s))
-    return xp[tuple(index)]
+    return xp[(slice(None),) * lead + tap_slices(offset, p)]
 
 
 def add_bias(y: np.ndarray, bias) -> np.ndarray:

@@ -13,7 +13,7 @@ from math import prod
 
 import numpy as np
 
-from ._common import alloc, compute_dtype, finish, kernel_offsets, pad_input
+from ._common import alloc, compute_dtype, finish, kernel_offsets, pad_input, tap_slices
 
 #: Upper bound on one chunk's column matrix and padded images.
 CHUNK_BYTES = 64 * 2**20
@@ -98,14 +98,9 @@ def pointwise(p) -> bool:
 def _columns(xp, p, rows, out_sz, cd):
     """The column matrix ``(images, groups, C_in / groups * taps, positions)`` of the
     output rows ``rows`` of the images in ``xp`` (padded)."""
-    nb, s0, d0 = xp.shape[0], p.stride[0], p.dilation[0]
-    nr = out_sz[0]
-    cols = alloc((nb, p.in_channels, p.kernel_volume) + out_sz, dtype=cd)
+    spans = [(rows.start, rows.stop)] + [(0, n) for n in p.output_size[1:]]
+    cols = alloc((xp.shape[0], p.in_channels, p.kernel_volume) + out_sz, dtype=cd)
     for t, offset in enumerate(kernel_offsets(p.kernel_size)):
-        start = rows.start * s0 + offset[0] * d0
-        index = [slice(None), slice(None), slice(start, start + (nr - 1) * s0 + 1, s0)]
-        for o, d, s, n in zip(offset[1:], p.dilation[1:], p.stride[1:],
-                              p.output_size[1:]):
-            index.append(slice(o * d, o * d + (n - 1) * s + 1, s))
-        cols[:, :, t] = xp[tuple(index)]
-    return cols.reshape(nb, p.groups, p.in_per_group * p.kernel_volume, prod(out_sz))
+        cols[:, :, t] = xp[(slice(None), slice(None)) + tap_slices(offset, p, spans)]
+    return cols.reshape(xp.shape[0], p.groups, p.in_per_group * p.kernel_volume,
+                        prod(out_sz))

@@ -21,7 +21,7 @@ from math import prod
 import numpy as np
 
 from ...params import tap_spans
-from ._common import compute_dtype, finish, kernel_offsets
+from ._common import compute_dtype, finish, kernel_offsets, tap_slices
 
 #: Upper bound on one step's gathered input and product: a share of the last-level
 #: cache, since every tap reads and writes them again (steps of 64 MiB made a batch of
@@ -67,13 +67,14 @@ def features(p, chunk_bytes: int = CHUNK_BYTES) -> dict:
     itemsize = compute_dtype(p.dtype).itemsize
     images, rows, _ = _plan(p, chunk_bytes, itemsize)
     steps = -(-max(p.batch, 1) // images) * -(-p.output_size[0] // rows)
-    taps = list(boxes(p))
-    positions = p.batch * sum(prod(hi - lo for lo, hi in box) for _, _, box in taps)
+    taps = sum(1 for _ in boxes(p))
+    # (output, tap) pairs inside the input: the boxes' sizes summed over the taps
+    positions = p.batch * prod(p.output_size) * p.kernel_volume * p.inside_fraction
     return dict(gemm=p.flops * p.inside_fraction,
-                weights=len(taps) * steps * p.out_channels * p.in_per_group * itemsize,
+                weights=taps * steps * p.out_channels * p.in_per_group * itemsize,
                 cols=positions * p.in_channels * itemsize,
                 adds=positions * p.out_channels * itemsize,
-                steps=len(taps) * steps)
+                steps=taps * steps)
 
 
 def boxes(p):
@@ -86,17 +87,6 @@ def boxes(p):
         box = [spans[a][k] for a, k in enumerate(offsets)]
         if all(hi > lo for lo, hi in box):
             yield t, offsets, box
-
-
-def _slices(p, offsets, box):
-    """The input window a tap reads for the outputs ``box``, and that box."""
-    src, dst = [], []
-    for (lo, hi), k, s, d, (before, _) in zip(box, offsets, p.stride, p.dilation,
-                                             p.padding):
-        first = lo * s + k * d - before
-        src.append(slice(first, first + (hi - lo - 1) * s + 1, s))
-        dst.append(slice(lo, hi))
-    return tuple(src), tuple(dst)
 
 
 def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
@@ -123,8 +113,10 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
                 band = (max(box[0][0], r0), min(box[0][1], r1))
                 if band[1] <= band[0]:
                     continue
-                src, dst = _slices(p, offsets, [band] + box[1:])
-                size = tuple(sl.stop - sl.start for sl in dst)
+                box = [band] + box[1:]
+                src = tap_slices(offsets, p, box, padded=False)
+                dst = tuple(slice(lo, hi) for lo, hi in box)
+                size = tuple(hi - lo for lo, hi in box)
                 n_cols = nb * p.in_channels * prod(size)
                 cols = col_buf[:n_cols].reshape((nb, p.in_channels) + size)
                 np.copyto(cols, x[(part, slice(None)) + src])       # float16: cast here
