@@ -166,17 +166,23 @@ def random_depthwise_case(rng):
     return nd, (int(rng.integers(1, 4)), c) + size, (c * mult, 1) + k, kw
 
 
-@pytest.mark.parametrize("kernel", ["planes", "taps"])
+@pytest.mark.parametrize("kernel", ["planes", "taps", "blocks"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_depthwise_kernels_match_the_reference_on_random_calls(kernel, dtype, rng,
                                                              monkeypatch):
-    """The plane kernel (stride phases, flat passes) and the tap-list kernel, forced, on
-    40 random calls each; the plane kernel's buffers start as NaN, so a position its
-    fill misses shows up in the output."""
-    from cnnkern.backends.numba import depthwise
+    """The plane kernel (stride phases, flat passes), the tap-list kernel and the
+    channel-block kernel (one output per channel; channel counts that leave a partial
+    block), forced, on 40 random calls each; the plane kernel's buffers start as NaN,
+    so a position its fill misses shows up in the output."""
+    from cnnkern.backends.numba import depthwise, depthwise_blocks
     monkeypatch.setattr(depthwise, "kernel_for", lambda p: kernel)
+    monkeypatch.setattr(depthwise_blocks, "MAX_LANES", 16)     # several blocks a call
     for _ in range(40):
         nd, xs, ws, kw = random_depthwise_case(rng)
+        if kernel == "blocks":
+            xs = (xs[0], int(rng.integers(1, 40))) + xs[2:]
+            ws = (xs[1], 1) + ws[2:]
+            kw["groups"] = xs[1]
         x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
         b = rng.standard_normal(ws[0]).astype(dtype)
         fn = getattr(ck, f"conv{nd}d")
@@ -217,15 +223,32 @@ def suite_params(ref):
 @pytest.mark.parametrize("layer,kernel", [
     ("mobilenetv2/dw_56_s2", "planes"), ("mobilenetv2/dw_112", "planes"),
     ("replknet31b/dw31_s1", "planes"), ("convnext_t/dw7_s3", "rows"),
-    ("mobilenetv2/dw_7", "rows"), ("replknet31b/dw31_s3", "taps"),
-    ("replknet31b/dw13_s4", "taps"),
+    ("mobilenetv2/dw_7", "rows"), ("replknet31b/dw31_s3", "blocks"),
+    ("replknet31b/dw13_s4", "blocks"), ("convnext_t/dw7_s4", "blocks"),
 ])
 def test_depthwise_runs_the_kernel_measured_fastest(layer, kernel):
     """At batch 1 the cost model picks the kernel that measured fastest on these layers
     (2-core EPYC, docs/dispatch.md): NCHW planes for large images with few channels,
-    channels last for small images with many."""
+    channels last for small images with many, in channel blocks where the weights
+    outweigh the image."""
     from cnnkern.backends.numba.depthwise import kernel_for
     assert kernel_for(suite_params(layer)) == kernel
+
+
+def test_depthwise_blocks_only_where_the_weights_outweigh_the_input():
+    """At batch 8 the whole-filter transpose of the tap-list kernel pays back
+    (0.85-0.88x for the block kernel on dw7_s4 and dw13_s4), and the block kernel has
+    no channel multiplier."""
+    from cnnkern.backends.numba.depthwise_blocks import applies
+    from cnnkern.params import ConvParams
+    p1 = suite_params("replknet31b/dw13_s4")
+    assert applies(p1)
+    p8 = ConvParams.build("conv2d", 2, (8,) + p1.input_shape[1:], p1.weight_shape,
+                          padding=6, groups=1024, dtype=np.float32)
+    assert not applies(p8)
+    mult = ConvParams.build("conv2d", 2, p1.input_shape, (2048, 1, 13, 13), padding=6,
+                            groups=1024, dtype=np.float32)
+    assert not applies(mult)
 
 
 def random_winograd_case(rng):
@@ -293,8 +316,8 @@ SCRIPT = """
 import json, sys, time
 import numpy as np
 import cnnkern as ck
-from cnnkern.backends.numba import (depthwise, depthwise_planes, direct, im2col_blocks,
-                                    winograd)
+from cnnkern.backends.numba import (depthwise, depthwise_blocks, depthwise_planes,
+                                    direct, im2col_blocks, winograd)
 plan_for = winograd.plan_for
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)
@@ -306,11 +329,14 @@ ck.conv2d(x, w, padding=1, algo="winograd_f4x4_3x3")            # the other plan
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")   # the row kernel
 depthwise.kernel_for = lambda p: "planes"
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
+depthwise.kernel_for = lambda p: "blocks"
+ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
 ck.conv2d(x, w, padding=1, algo="im2col_blocks")
 first = time.perf_counter() - t0
 stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats,
          winograd._channel_stage.stats, depthwise._depthwise_rows.stats,
-         depthwise_planes._planes_kernel.stats, im2col_blocks._blocks_kernel.stats]
+         depthwise_planes._planes_kernel.stats, im2col_blocks._blocks_kernel.stats,
+         depthwise_blocks._blocks_taps.stats]
 print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
                       misses=sum(len(s.cache_misses) for s in stats))))
 """

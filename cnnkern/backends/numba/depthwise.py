@@ -1,11 +1,13 @@
 """Depthwise convolution in Numba (groups == input channels, any channel multiplier).
 
-Three kernels; ``kernel_for`` runs the one the dispatcher's cost model rates cheapest.
+Four kernels; ``kernel_for`` runs the one the dispatcher's cost model rates cheapest.
 Large images with few channels go to ``depthwise_planes.py``, which works on the NCHW
-planes in place. The other two work channels last: the innermost loop runs over
-channels, long and unit-stride however small the image is. They share the layout (a
-channels-last copy of a batch chunk, weights as one channel vector per tap, output
-rows accumulated per thread and written NCHW):
+planes in place; small images whose weights outweigh them, where the tap-list kernel
+would be chosen, to ``depthwise_blocks.py``, which transposes nothing whole. The
+other two work channels last: the innermost loop runs over channels, long and
+unit-stride however small the image is. They share the layout (a channels-last copy
+of a batch chunk, weights as one channel vector per tap, output rows accumulated per
+thread and written NCHW):
 
 - the row kernel, for the common small kernels (width 3, 5 or 7, stride 1 or 2 along
   the rows, no dilation along them, one output per channel): the chunk is copied with
@@ -28,6 +30,8 @@ from ...threads import get_num_threads
 from ..numpy._common import alloc
 from ._layout import as3d, bias_or_zeros, compute_dtype, index_maps, pads3, sync_numba, \
     triple
+from .depthwise_blocks import applies as blocks_apply
+from .depthwise_blocks import blocks_workspace, depthwise_blocks
 from .depthwise_planes import depthwise_planes, planes_workspace
 
 
@@ -263,9 +267,11 @@ def _images_per_chunk(p, padded: bool) -> int:
 
 def kernel_for(p) -> str:
     """The kernel for the call by the dispatcher's cost model: ``planes``
-    (``depthwise_planes.py``), ``rows`` or ``taps``."""
+    (``depthwise_planes.py``), ``rows`` or ``taps``; ``taps`` becomes ``blocks``
+    (``depthwise_blocks.py``) where the weights outweigh the input."""
     from ...dispatch import depthwise_kernel
-    return depthwise_kernel(p, compute_dtype(p.dtype).itemsize)
+    kernel = depthwise_kernel(p, compute_dtype(p.dtype).itemsize)
+    return "blocks" if kernel == "taps" and blocks_apply(p) else kernel
 
 
 def depthwise(x, w, bias, p):
@@ -276,6 +282,8 @@ def depthwise(x, w, bias, p):
     kernel = kernel_for(p)
     if kernel == "planes":
         return depthwise_planes(x, w, bias, p)
+    if kernel == "blocks":
+        return depthwise_blocks(x, w, bias, p)
     sync_numba()
     cd = compute_dtype(p.dtype)
     x3 = as3d(x, cd)
@@ -308,11 +316,13 @@ def depthwise(x, w, bias, p):
 
 def depthwise_workspace(p) -> int:
     """The workspace of the kernel ``kernel_for`` picks: the phase buffers of
-    ``depthwise_planes``, or the channels-last input copy of one batch chunk and a row
-    buffer per thread."""
+    ``depthwise_planes``, the blocks of ``depthwise_blocks``, or the channels-last input
+    copy of one batch chunk and a row buffer per thread."""
     kernel = kernel_for(p)
     if kernel == "planes":
         return planes_workspace(p)
+    if kernel == "blocks":
+        return blocks_workspace(p)
     padded = _copies_padding(p, kernel == "rows")
     row = p.out_channels * p.output_size[-1] * compute_dtype(p.dtype).itemsize
     return _images_per_chunk(p, padded) * _image_bytes(p, padded) + \
