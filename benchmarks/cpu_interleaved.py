@@ -8,7 +8,8 @@ calls), so slow drifts of a noisy machine hit all of them alike; the figure is t
 fastest of all timed calls (rounds x 3). ``cnnkern bench`` times each contender in
 one block, which a noise burst can land on alone. Prints torch's time and each
 algorithm's time and ratio (> 1: cnnkern faster); an error over 1e-4 against the
-float64 result is printed next to the ratio.
+float64 result is printed next to the ratio. ``depthwise:KERNEL`` runs the Numba
+``depthwise`` algorithm with that kernel forced (planes, rows, taps or blocks).
 """
 import sys
 import time
@@ -18,7 +19,20 @@ import torch
 
 import cnnkern as ck
 from cnnkern import functional as F
+from cnnkern.backends.numba import depthwise
 from cnnkern.suites import layer
+
+
+def forced(call, kernel):
+    """``call`` with the Numba depthwise kernel ``kernel`` forced."""
+    def run():
+        chosen = depthwise.kernel_for
+        depthwise.kernel_for = lambda p: kernel
+        try:
+            return call()
+        finally:
+            depthwise.kernel_for = chosen
+    return run
 
 
 def main(refs, algos, batch=1, rounds=5):
@@ -34,7 +48,10 @@ def main(refs, algos, batch=1, rounds=5):
         conv = getattr(F, f"conv{spec.ndim}d")
         fns = {"torch": lambda: peers[spec.ndim](xt, wt, **kw)}
         for a in algos:
-            fns[a] = (lambda a=a: conv(x, w, algo=a, **kw))
+            name, _, kernel = a.partition(":")
+            fns[a] = (lambda name=name: conv(x, w, algo=name, **kw))
+            if kernel:
+                fns[a] = forced(fns[a], kernel)
         exact = peers[spec.ndim](xt.double(), wt.double(), **kw).numpy()
         errs = {k: np.linalg.norm(np.asarray(f()) - exact) / np.linalg.norm(exact)
                 for k, f in fns.items()}
