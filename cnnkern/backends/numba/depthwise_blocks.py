@@ -14,7 +14,8 @@ pixel's taps over them (listed once per call shape in a table of the taps inside
 input) and writes its block of the NCHW output. With the whole filter transposed once
 and reused by every image, larger batches are faster through ``depthwise.py``
 (``applies``). Measured on the 2-core EPYC at batch 1 against that kernel: ConvNeXt's
-dw7_s4 139 -> 88 us, RepLKNet's dw13_s4 471 -> 372 us; at batch 8 0.85-0.88x of it.
+dw7_s4 128-139 -> 88-95 us, RepLKNet's dw13_s4 279-471 -> 229-372 us; at batch 8 it
+took 1.15-1.5x that kernel's time.
 
 The channel loops are the innermost and run over a runtime count: with a compile-time
 count LLVM unrolls them before vectorizing and they ran 4-5x slower; and two taps per
