@@ -9,10 +9,10 @@ import numpy as np
 from numba import njit
 
 from ...threads import sync_numba
-from ..numpy._common import compute_dtype
+from ..numpy._common import alloc, compute_dtype
 
-__all__ = ["as3d", "bias_or_zeros", "compute_dtype", "copy_run", "index_maps", "pads3",
-           "sync_numba", "triple"]
+__all__ = ["as3d", "bias_or_zeros", "compute_dtype", "copy_run", "depthwise_operands",
+           "index_maps", "pads3", "sync_numba", "triple"]
 
 
 def triple(values, fill: int):
@@ -32,6 +32,17 @@ def bias_or_zeros(bias, p, dtype) -> np.ndarray:
     if bias is None:
         return np.zeros(p.out_channels, dtype)
     return np.asarray(bias, dtype=dtype)
+
+
+def depthwise_operands(x, w, bias, p):
+    """What the NCHW depthwise kernels take: the input as 3-D, the weights as one row of
+    taps per output channel and the bias, in the compute dtype, and a fresh 3-D output
+    (all after ``sync_numba``)."""
+    sync_numba()
+    cd = compute_dtype(p.dtype)
+    w2 = np.ascontiguousarray(w, dtype=cd).reshape(p.out_channels, p.kernel_volume)
+    y = alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
+    return as3d(x, cd), w2, bias_or_zeros(bias, p, cd), y
 
 
 def pads3(p) -> np.ndarray:

@@ -30,8 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...threads import get_num_threads
-from ..numpy._common import alloc
-from ._layout import as3d, bias_or_zeros, compute_dtype, index_maps, sync_numba, triple
+from ._layout import compute_dtype, depthwise_operands, index_maps, triple
 
 #: Widest block: 128 channels of a 13x13 filter are 87 KB, in L2 beside the image.
 MAX_LANES = 128
@@ -166,12 +165,7 @@ def _maps_and_table(p):
 
 
 def depthwise_blocks(x, w, bias, p):
-    sync_numba()
-    cd = compute_dtype(p.dtype)
-    x3 = as3d(x, cd)
-    w2 = np.ascontiguousarray(w, dtype=cd).reshape(p.out_channels, p.kernel_volume)
-    b = bias_or_zeros(bias, p, cd)
-    y = alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
+    x3, w2, b, y = depthwise_operands(x, w, bias, p)
     maps, table = _maps_and_table(p)
     _blocks_taps(x3, w2, b, y, *maps, *table, block_lanes(p))
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)

@@ -23,8 +23,8 @@ from numba import njit, prange
 
 from ...threads import get_num_threads
 from ..numpy import _common
-from ._layout import (as3d, bias_or_zeros, compute_dtype, copy_run, index_maps, pads3,
-                      sync_numba, triple)
+from ._layout import compute_dtype, copy_run, depthwise_operands, index_maps, pads3, \
+    triple
 
 # Indices in the hot loops are uint64 (no negative-index wraparound to stop
 # vectorization) and strides are written ``q + q``: in Numba uint64 * int64 is a float64.
@@ -212,13 +212,8 @@ def plan(p) -> Plan:
 
 
 def depthwise_planes(x, w, bias, p):
-    sync_numba()
-    cd = compute_dtype(p.dtype)
-    x3 = as3d(x, cd)
-    wt = np.ascontiguousarray(w, dtype=cd).reshape(p.out_channels, p.kernel_volume)
-    b = bias_or_zeros(bias, p, cd)
+    x3, wt, b, y = depthwise_operands(x, w, bias, p)
     pl = plan(p)
-    y = _common.alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
     parts = max(1, min(p.batch * p.in_channels, 4 * get_num_threads()))
     _planes_kernel(x3, wt, b, y, p.out_per_group, pl.offsets, pl.geo, pl.strides, pl.mz,
                    pl.my, pl.span, pl.edge_q, pl.edge_src, pl.size, pl.length, parts,
