@@ -27,9 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...threads import get_num_threads
-from ..numpy._common import alloc
-from ._layout import as3d, bias_or_zeros, compute_dtype, index_maps, pads3, sync_numba, \
-    triple
+from ._layout import compute_dtype, depthwise_operands, index_maps, pads3, triple
 from .depthwise_blocks import applies as blocks_apply
 from .depthwise_blocks import blocks_workspace, depthwise_blocks
 from .depthwise_planes import depthwise_planes, planes_workspace
@@ -59,21 +57,19 @@ def _channels_last(x, n0, xt, mz, my, mx):
 
 
 @njit(cache=True, parallel=True)
-def _weights_last(w):
-    """``(K, 1, KD, KH, KW)`` weights as ``(KD, KH, KW, K)``: one channel vector per tap.
-    Blocks of 16 channels, so that neither side is walked with a large stride alone;
-    the blocks in parallel (1024 channels of 13x13 took as long as the layer's kernel)."""
-    k_ = w.shape[0]
-    taps = w.shape[2] * w.shape[3] * w.shape[4]
-    src = w.reshape(k_, taps)
-    wt = np.empty((taps, k_), dtype=w.dtype)
+def _weights_last(w2):
+    """``(K, taps)`` weights as ``(taps, K)``: one channel vector per tap. Blocks of 16
+    channels, so that neither side is walked with a large stride alone; the blocks in
+    parallel (1024 channels of 13x13 took as long as the layer's kernel)."""
+    k_, taps = w2.shape
+    wt = np.empty((taps, k_), dtype=w2.dtype)
     for blk in prange((k_ + 15) // 16):
         k0 = blk * 16
         k1 = min(k0 + 16, k_)
         for t in range(taps):
             for k in range(k0, k1):
-                wt[t, k] = src[k, t]
-    return wt.reshape(w.shape[2], w.shape[3], w.shape[4], k_)
+                wt[t, k] = w2[k, t]
+    return wt
 
 
 @njit(cache=True, inline="always")
@@ -284,13 +280,10 @@ def depthwise(x, w, bias, p):
         return depthwise_planes(x, w, bias, p)
     if kernel == "blocks":
         return depthwise_blocks(x, w, bias, p)
-    sync_numba()
-    cd = compute_dtype(p.dtype)
-    x3 = as3d(x, cd)
-    wt = _weights_last(as3d(w, cd))
-    b = bias_or_zeros(bias, p, cd)
+    x3, w2, b, y = depthwise_operands(x, w, bias, p)
+    cd = x3.dtype
+    wt = _weights_last(w2).reshape(triple(p.kernel_size, 1) + (p.out_channels,))
     stride, dil = np.array(triple(p.stride, 1)), np.array(triple(p.dilation, 1))
-    y = alloc((p.batch, p.out_channels) + triple(p.output_size, 1), dtype=cd)
     rows_kernel = kernel == "rows"
     padded = _copies_padding(p, rows_kernel)
     if padded:
