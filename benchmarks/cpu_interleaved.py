@@ -10,6 +10,10 @@ one block, which a noise burst can land on alone. Prints torch's time and each
 algorithm's time and ratio (> 1: cnnkern faster); an error over 1e-4 against the
 float64 result is printed next to the ratio. ``depthwise:KERNEL`` runs the Numba
 ``depthwise`` algorithm with that kernel forced (planes, rows, taps or blocks).
+``bare:NAME`` runs the Numba backend's algorithm NAME (``bare:auto``: the one ``auto``
+picks) on arguments validated beforehand, without the front door (argument checks,
+dispatch, array conversion): against ``auto``, what a call costs on top of the
+algorithm.
 """
 import sys
 import time
@@ -18,8 +22,10 @@ import numpy as np
 import torch
 
 import cnnkern as ck
+from cnnkern import dispatch, registry
 from cnnkern import functional as F
 from cnnkern.backends.numba import depthwise
+from cnnkern.params import ConvParams
 from cnnkern.suites import layer
 
 
@@ -33,6 +39,15 @@ def forced(call, kernel):
         finally:
             depthwise.kernel_for = chosen
     return run
+
+
+def bare(name, x, w, nd, kw):
+    """The Numba backend's algorithm ``name`` on a prebuilt ``ConvParams``."""
+    p = ConvParams.build(f"conv{nd}d", nd, x.shape, w.shape, dtype=x.dtype, **kw)
+    if name == "auto":
+        name = dispatch.select(p, "numba", w)
+    run = registry.get("conv", "numba", name).run
+    return lambda: run(x, w, None, p)
 
 
 def main(refs, algos, batch=1, rounds=5):
@@ -50,7 +65,9 @@ def main(refs, algos, batch=1, rounds=5):
         for a in algos:
             name, _, kernel = a.partition(":")
             fns[a] = (lambda name=name: conv(x, w, algo=name, **kw))
-            if kernel:
+            if name == "bare":
+                fns[a] = bare(kernel, x, w, spec.ndim, kw)
+            elif kernel:
                 fns[a] = forced(fns[a], kernel)
         exact = peers[spec.ndim](xt.double(), wt.double(), **kw).numpy()
         errs = {k: np.linalg.norm(np.asarray(f()) - exact) / np.linalg.norm(exact)

@@ -421,6 +421,8 @@ class _ShapeVerdict:
     #: whatever the weight values: with the algorithms that read them (``value_check``)
     #: able to run and unable
     settled: bool
+    #: the choice where every algorithm that reads the values fails its check
+    without: "Choice"
 
 
 _VERDICTS: dict = {}
@@ -455,7 +457,7 @@ def _shape_verdict(p: ConvParams, backend: str, workspace_limit: Optional[int]):
                and c.reason is None else c for a, c in zip(algs, cands)]
     other = choose(without)
     settled = (other.name, _name(other.excluded)) == (choice.name, _name(choice.excluded))
-    verdict = _ShapeVerdict(algs, tuple(cands), choice, settled)
+    verdict = _ShapeVerdict(algs, tuple(cands), choice, settled, other)
     with _VERDICTS_LOCK:
         if len(_VERDICTS) >= _VERDICTS_MAX:
             _VERDICTS.clear()
@@ -494,6 +496,13 @@ def auto_choice(p: ConvParams, backend: str, weight=None,
     verdict = _shape_verdict(p, backend, workspace_limit)
     if verdict.settled:
         return verdict.choice
+    # the checks alone: where they agree, the verdict holds both answers (building
+    # the candidates took 60 us a call, more than a small layer's kernel)
+    failed = {alg.value_check(weight) is not None
+              for alg, cand in zip(verdict.algorithms, verdict.candidates)
+              if alg.value_check is not None and cand.reason is None}
+    if len(failed) == 1:
+        return verdict.without if failed.pop() else verdict.choice
     return choose(candidates(p, backend, weight, workspace_limit))
 
 

@@ -57,6 +57,7 @@ def test_cached_auto_choice_matches_the_full_rules(backend, rng):
     """``auto_choice`` (the cached shape verdict, weight values read only where they
     could change the choice) against ``choose(candidates(...))`` on random calls; the
     same shape with rank-1 and full-rank weights, in both orders, with limits."""
+    unsettled = 0
     for _ in range(12):
         c, k = int(rng.integers(1, 9)), int(rng.choice([1, 3, 5, 9]))
         groups = c if rng.random() < 0.5 else 1
@@ -71,8 +72,12 @@ def test_cached_auto_choice_matches_the_full_rules(backend, rng):
                 got = dispatch.auto_choice(p, backend, w, limit)
                 want = dispatch.choose(dispatch.candidates(p, backend, w, limit))
                 assert got.name == want.name
+                if not dispatch._shape_verdict(p, backend, limit).settled:
+                    unsettled += 1          # decided by the checks: the same account
+                    assert got.why == want.why
                 assert (got.excluded and got.excluded.name) == \
                     (want.excluded and want.excluded.name)
+    assert unsettled    # the calls where the values decide were among them
 
 
 def test_cached_verdict_follows_threads_and_the_registry(monkeypatch):

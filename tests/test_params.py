@@ -1,4 +1,7 @@
 """ConvParams: expansion, padding forms and the one output-size formula."""
+import pickle
+
+import numpy as np
 import pytest
 
 from cnnkern.params import ConvParams, PoolParams, output_size, transpose_params
@@ -76,3 +79,30 @@ def test_pool_params_default_stride_is_kernel():
     assert pp.stride == (3, 2) and pp.output_size == (3, 4)
     pp = PoolParams.build("max_pool2d", 2, (1, 1, 9, 9), 2, stride=2, ceil_mode=True)
     assert pp.output_size == (5, 5)
+
+
+def test_build_reuses_the_instance_of_equal_plain_arguments():
+    f32 = np.dtype(np.float32)
+    args = ("conv2d", 2, (1, 2, 10, 9), (3, 2, 3, 4))
+    p = ConvParams.build(*args, padding=[(1, 1), (2, 2)], dtype=f32)
+    assert ConvParams.build(*args, padding=[(1, 1), (2, 2)], dtype=f32) is p
+    # a different spelling of the same call is built afresh and equal
+    assert ConvParams.build(*args, padding=(1, 2), dtype=f32) == p
+    # what the validation rejects is rejected however often an int of the same
+    # value was accepted before it
+    ConvParams.build(*args, stride=1, dtype=f32)
+    with pytest.raises(TypeError, match="stride"):
+        ConvParams.build(*args, stride=True, dtype=f32)
+    with pytest.raises(TypeError, match="stride"):
+        ConvParams.build(*args, stride=(1, True), dtype=f32)
+    assert ConvParams.build(*args, stride=np.int64(2), dtype=f32).stride == (2, 2)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="groups"):
+            ConvParams.build(*args, groups=0, dtype=f32)
+
+
+def test_params_pickle_without_their_hash():
+    p = build(1)
+    hash(p)
+    q = pickle.loads(pickle.dumps(p))
+    assert q == p and "_hash" not in q.__getstate__() and hash(q) == hash(p)

@@ -111,7 +111,6 @@ def _blocks_taps(x, w, bias, y, mz, my, mx, starts, xo, wo, lanes):
         _store_block(y, n, c0, ab, bias)
 
 
-@lru_cache(maxsize=64)
 def _tap_table(in_size, padding, out_size, kernel, stride, dilation):
     """Per output pixel (row-major), the taps inside the (unpadded) input: CSR starts,
     the flat input position each reads and the tap's index."""
@@ -150,9 +149,11 @@ def applies(p) -> bool:
         and prod(p.output_size) * p.kernel_volume * p.inside_fraction <= MAX_TABLE
 
 
+@lru_cache(maxsize=64)
 def _maps_and_table(p):
     """The block copy's index maps (the unpadded input under zero padding, whose taps
-    the table skips; the padded one otherwise) and the tap table."""
+    the table skips; the padded one otherwise) and the tap table. Cached per call
+    shape (the kernel only reads them): building them took 5-10 us a call."""
     if p.has_zero_padding:
         maps = [np.arange(n, dtype=np.int64) for n in triple(p.input_size, 1)]
         size, padding = triple(p.input_size, 1), triple(p.padding, (0, 0))
