@@ -417,12 +417,16 @@ class _ShapeVerdict:
     algorithms: tuple            # the registry's algorithm objects it was made from
     candidates: tuple            # Candidate per algorithm, variant not filled in
     choice: "Choice"
-    #: whether the algorithm chosen (and the one the limit excluded) is the same
-    #: whatever the weight values: with the algorithms that read them (``value_check``)
-    #: able to run and unable
-    settled: bool
     #: the choice where every algorithm that reads the values fails its check
     without: "Choice"
+
+    @property
+    def settled(self) -> bool:
+        """Whether the algorithm chosen (and the one the limit excluded) is the same
+        whatever the weight values: with the algorithms that read them
+        (``value_check``) able to run and unable."""
+        return (self.without.name, _name(self.without.excluded)) == \
+            (self.choice.name, _name(self.choice.excluded))
 
 
 _VERDICTS: dict = {}
@@ -455,9 +459,7 @@ def _shape_verdict(p: ConvParams, backend: str, workspace_limit: Optional[int]):
     choice = choose(cands)
     without = [replace(c, reason="value check failed") if a.value_check is not None
                and c.reason is None else c for a, c in zip(algs, cands)]
-    other = choose(without)
-    settled = (other.name, _name(other.excluded)) == (choice.name, _name(choice.excluded))
-    verdict = _ShapeVerdict(algs, tuple(cands), choice, settled, other)
+    verdict = _ShapeVerdict(algs, tuple(cands), choice, choose(without))
     with _VERDICTS_LOCK:
         if len(_VERDICTS) >= _VERDICTS_MAX:
             _VERDICTS.clear()

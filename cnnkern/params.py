@@ -129,7 +129,7 @@ def check_dtypes(fname: str, **arrays) -> np.dtype:
     for name, arr in arrays.items():
         if arr is None:
             continue
-        dt = arr.dtype if isinstance(arr.dtype, np.dtype) else np.dtype(arr.dtype)
+        dt = np.dtype(arr.dtype)
         if dt not in _SUPPORTED:
             fail(fname, f"expected {name} of a floating dtype "
                         f"({', '.join(SUPPORTED_DTYPES)}), but got dtype {dt.name}", TypeError)
@@ -176,6 +176,9 @@ def tap_spans(n: int, k: int, s: int, d: int, before: int, o: int) -> list:
     return spans
 
 
+_INT = {int}
+
+
 def _frozen(value):
     """``value`` as a hashable key that tells apart every argument the validation
     tells apart: exact ints and strings, and lists or tuples of them (validated alike);
@@ -189,9 +192,6 @@ def _frozen(value):
         items = tuple(map(_frozen, value))
         return None if None in items else ("seq",) + items
     return None
-
-
-_INT = {int}
 
 
 def _built_key(fname, ndim, input_shape, weight_shape, stride, padding, dilation, groups,
