@@ -9,7 +9,8 @@ fastest of all timed calls (rounds x 3). ``cnnkern bench`` times each contender 
 one block, which a noise burst can land on alone. Prints torch's time and each
 algorithm's time and ratio (> 1: cnnkern faster); an error over 1e-4 against the
 float64 result is printed next to the ratio. ``depthwise:KERNEL`` runs the Numba
-``depthwise`` algorithm with that kernel forced (planes, rows, taps or blocks).
+``depthwise`` algorithm with that kernel forced (planes, rows, taps or blocks),
+``im2col:LAYOUT`` im2col with that column layout (windows or wide).
 ``bare:NAME`` runs the Numba backend's algorithm NAME (``bare:auto``: the one ``auto``
 picks) on arguments validated beforehand, without the front door (argument checks,
 dispatch, array conversion): against ``auto``, what a call costs on top of the
@@ -25,19 +26,26 @@ import cnnkern as ck
 from cnnkern import dispatch, registry
 from cnnkern import functional as F
 from cnnkern.backends.numba import depthwise
+from cnnkern.backends.numpy import im2col
 from cnnkern.params import ConvParams
 from cnnkern.suites import layer
 
 
-def forced(call, kernel):
-    """``call`` with the Numba depthwise kernel ``kernel`` forced."""
+#: algorithm -> (module, its function that picks the kernel or layout for a call)
+CHOOSERS = {"depthwise": (depthwise, "kernel_for"), "im2col": (im2col, "layout_for")}
+
+
+def forced(call, name, choice):
+    """``call`` with algorithm ``name``'s kernel or layout ``choice`` forced."""
+    module, attr = CHOOSERS[name]
+
     def run():
-        chosen = depthwise.kernel_for
-        depthwise.kernel_for = lambda p: kernel
+        chosen = getattr(module, attr)
+        setattr(module, attr, lambda p: choice)
         try:
             return call()
         finally:
-            depthwise.kernel_for = chosen
+            setattr(module, attr, chosen)
     return run
 
 
@@ -68,7 +76,7 @@ def main(refs, algos, batch=1, rounds=5):
             if name == "bare":
                 fns[a] = bare(kernel, x, w, spec.ndim, kw)
             elif kernel:
-                fns[a] = forced(fns[a], kernel)
+                fns[a] = forced(fns[a], name, kernel)
         exact = peers[spec.ndim](xt.double(), wt.double(), **kw).numpy()
         errs = {k: np.linalg.norm(np.asarray(f()) - exact) / np.linalg.norm(exact)
                 for k, f in fns.items()}

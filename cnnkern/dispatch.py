@@ -146,6 +146,12 @@ NUMBA_RATES = {
     "im2col_gemm": 1.57e11,  # FLOP/s
     "im2col_copy": 5.3e9,    # bytes/s of column copies
     "im2col_call": 4.5e-5,   # seconds of fixed cost per call
+    # im2col's column layouts (the copies alone, 2026-11-23, 2-core EPYC, batch 1):
+    "windows_bytes": 5.2e10,  # bytes/s of columns copied tap by tap
+    "windows_runs": 2.0e8,    # output rows copied per second (short rows cost more)
+    "windows_tap": 2.6e-6,    # seconds per tap (one NumPy copy each)
+    "wide_bytes": 4.5e10,     # bytes/s of the wide layout's one strided copy
+    "wide_out": 1.0e10,       # bytes/s of its GEMM result, written and read back
     # im2col_blocks, fitted to its 55 non-depthwise suite layers (batch 1, 2026-11-23);
     # each term is divided by the fraction of the threads its blocks can keep busy:
     "blocks_gemm": 2.05e11,  # FLOP/s of the per-block one-thread GEMMs, all threads
@@ -231,6 +237,48 @@ def winograd_plan(p: ConvParams, m: int) -> str:
     return min(seconds, key=seconds.get)
 
 
+#: im2col takes the wide layout only where it looks this much cheaper than the windows'
+#: (the extra GEMM columns and the result copy are what the model knows least).
+WIDE_MARGIN = 0.6
+
+
+def im2col_layout(p: ConvParams) -> str:
+    """The column layout im2col uses for the call (``backends/numpy/im2col.py``)."""
+    seconds = im2col_layout_seconds(p)
+    wide = seconds.get("wide")
+    return "wide" if wide is not None and wide < WIDE_MARGIN * seconds["windows"] \
+        else "windows"
+
+
+@lru_cache(maxsize=256)
+def im2col_layout_seconds(p: ConvParams) -> Mapping[str, float]:
+    """Seconds of what differs between im2col's column layouts. Windows: the columns
+    copied tap by tap (bytes, runs of an output row, a NumPy call per tap). Wide: one
+    copy of its columns, the GEMM's extra columns, and its result written and read back
+    (the windows' GEMM writes into the output)."""
+    from .backends.numpy.im2col import wide_possible, wide_span
+    itemsize = 8 if p.dtype.name == "float64" else 4
+    rate = NUMBA_RATES
+    runs = p.batch * p.in_channels * p.kernel_volume * prod(p.output_size[:-1])
+    seconds = {"windows": _column_bytes(p, itemsize) / rate["windows_bytes"] +
+               runs / rate["windows_runs"] + p.kernel_volume * rate["windows_tap"]}
+    if wide_possible(p):
+        per_image = wide_span(p, p.output_size[0])
+        span, extra = p.batch * per_image, per_image / prod(p.output_size) - 1
+        seconds["wide"] = extra * p.flops / rate["im2col_gemm"] * itemsize / 4 + \
+            span * itemsize * (p.in_channels * p.kernel_volume / rate["wide_bytes"] +
+                               2 * p.out_channels / rate["wide_out"])
+    return MappingProxyType(seconds)
+
+
+def _im2col_layout_saving(p: ConvParams) -> float:
+    """Seconds the wide layout saves over the windows where im2col takes it."""
+    if im2col_layout(p) == "windows":
+        return 0.0
+    seconds = im2col_layout_seconds(p)
+    return seconds["windows"] - seconds["wide"]
+
+
 def _column_bytes(p: ConvParams, itemsize: int) -> int:
     """Bytes of im2col's column matrix; none for a pointwise layer (its input)."""
     from .backends.numpy.im2col import pointwise
@@ -253,7 +301,8 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
         return depthwise_kernel_seconds(p, itemsize)[depthwise_kernel(p, itemsize)]
     if name == "im2col":
         return p.flops / rate["im2col_gemm"] * scale + \
-            _column_bytes(p, itemsize) / rate["im2col_copy"] + rate["im2col_call"]
+            _column_bytes(p, itemsize) / rate["im2col_copy"] + rate["im2col_call"] - \
+            _im2col_layout_saving(p)
     if name == "im2col_blocks":
         from .backends.numba.im2col_blocks import blocks
         units, threads = blocks(p)
@@ -509,8 +558,11 @@ def auto_choice(p: ConvParams, backend: str, weight=None,
 
 
 def variant(name: str, p: ConvParams, backend: str) -> Optional[str]:
-    """Which of its kernels or plans a Numba algorithm that has several runs for the
-    call (the same choice the algorithm makes when it runs); None for the others."""
+    """Which of its kernels, plans or layouts a CPU algorithm that has several runs for
+    the call (the same choice the algorithm makes when it runs); None for the others."""
+    if name == "im2col" and backend in ("numpy", "numba"):
+        from .backends.numpy.im2col import layout_for, wide_possible
+        return f"{layout_for(p)} columns" if wide_possible(p) else None
     if backend != "numba":
         return None
     if name == "depthwise":

@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 import zlib
 
@@ -10,8 +12,11 @@ from cnnkern import functional, registry
 from cnnkern.arrays import NUMPY, default_backend
 from cnnkern.backends.numpy import _common
 
-# nothing in the test session may touch the user's autotune cache
-os.environ["CNNKERN_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnkern-test-cache-")
+# nothing in the test session may touch the user's autotune cache; the directory goes
+# with the session (each run used to leave one behind in the temp folder)
+_SESSION_CACHE = tempfile.mkdtemp(prefix="cnnkern-test-cache-")
+os.environ["CNNKERN_CACHE_DIR"] = _SESSION_CACHE
+atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
 
 settings.register_profile(
     "default", max_examples=int(os.environ.get("CNNKERN_HYPOTHESIS_EXAMPLES", "150")),

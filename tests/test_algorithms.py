@@ -162,6 +162,62 @@ def test_im2col_pointwise_layers_use_the_input_as_columns(nd, rng):
             assert y.dtype == dtype and rel_err(y, ref) < tol
 
 
+def random_wide_case(rng):
+    """A stride-1 call of 1-3 dimensions with everything else drawn: kernel, dilation,
+    padding amount and mode, groups, batch, dtype, and a non-contiguous input."""
+    nd = int(rng.integers(1, 4))
+    mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
+    size = tuple(int(v) for v in rng.integers(4, 12, nd))
+    kernel = tuple(int(v) for v in rng.integers(1, 4, nd))
+    dil = tuple(int(v) for v in rng.integers(1, 3, nd))
+    pad = tuple(int(rng.integers(0, min(3, n - 1) + 1)) for n in size)
+    kernel = tuple(min(k, (n + 2 * q - 1) // d + 1) for k, n, q, d in
+                   zip(kernel, size, pad, dil))          # the window fits the input
+    if kernel == (1,) * nd and pad == (0,) * nd:
+        pad = (1,) + (0,) * (nd - 1)                       # not pointwise
+    groups = int(rng.integers(1, 3))
+    x = rng.standard_normal((int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))) +
+                            size[::-1]).transpose((0, 1) + tuple(range(nd + 1, 1, -1)))
+    w = rng.standard_normal((groups * int(rng.integers(1, 4)),
+                             x.shape[1] // groups) + kernel)
+    return nd, x, w, dict(padding=pad, dilation=dil, groups=groups, padding_mode=mode)
+
+
+@pytest.mark.parametrize("layout", ["windows", "wide"])
+def test_im2col_layouts_match_the_reference_on_random_calls(layout, rng, monkeypatch):
+    """Both column layouts, forced, on random stride-1 calls in whole images, row
+    chunks down to one row, and float16/32/64 (outputs start as NaN)."""
+    from cnnkern.backends.numpy import im2col
+    monkeypatch.setattr(im2col, "layout_for", lambda p: layout)
+    for _ in range(40):
+        nd, x, w, kw = random_wide_case(rng)
+        ref = FN[nd](x, w, None, algo="direct", **kw)
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-5), (np.float16, 2e-3)):
+            p = ConvParams.build("conv", nd, x.shape, w.shape, dtype=dtype, **kw)
+            assert im2col.wide_possible(p)
+            for chunk in (1, 3000, 10**9):
+                y = im2col.conv(x.astype(dtype), w.astype(dtype), None, p,
+                                chunk_bytes=chunk)
+                assert y.dtype == dtype and rel_err(y, ref) < tol, (x.shape, w.shape, kw)
+
+
+def test_im2col_wide_layout_workspace_bounds_each_chunk(monkeypatch):
+    """Wide layout: a chunk holds its columns and GEMM result over the flat span of its
+    rows, and the padded image; row chunks stay within the bound."""
+    from cnnkern.backends.numpy import im2col
+    monkeypatch.setattr(im2col, "layout_for", lambda p: "wide")
+    p = ConvParams.build("conv2d", 2, (2, 3, 20, 20), (8, 3, 5, 5), padding=2)
+    isz = np.dtype(p.dtype).itemsize
+    image = 3 * 24 * 24 * isz
+    per_column = (3 * 25 + 8) * isz
+    assert im2col.wide_span(p, 20) == 19 * 24 + 20
+    assert im2col.workspace_bytes(p, 10**9) == 2 * (per_column * (19 * 24 + 20) + image)
+    chunk = per_column * 5 * 24 + image
+    assert im2col.workspace_bytes(p, chunk) == per_column * (4 * 24 + 20) + image <= chunk
+    spans = list(im2col._chunks(p, chunk, isz, "wide"))
+    assert len(spans) == 2 * 4 and all(r.stop - r.start == 5 for _, r in spans)
+
+
 TAP_GEMM_CASES = [
     dict(x=(3, 4, 13, 11), w=(6, 2, 3, 3), stride=(2, 1), padding=(6, 2),
          dilation=(6, 1), groups=2),

@@ -211,15 +211,31 @@ def test_explain_names_the_kernel_or_plan_that_would_run():
     assert plan == "channels"
     assert cand["winograd_f2x2_3x3"].variant == "channels plan"
     assert "workspace" in str(e) and ", channels plan" in str(e)
-    assert cand["im2col"].variant is None
+    assert cand["im2col"].variant == "windows columns"
     x, w = np.zeros((1, 16, 56, 56), np.float32), np.ones((16, 1, 3, 3), np.float32)
     e = ck.explain(x, w, padding=1, groups=16, backend="numba")
     dw = next(c for c in e.candidates if c.name == "depthwise")
     assert dw.variant == f"{depthwise.kernel_for(e.params)} kernel"
     assert e.as_dict()["candidates"][[c.name for c in e.candidates].index("depthwise")][
         "variant"] == dw.variant
-    assert all(c.variant is None
-               for c in ck.explain(x, w, padding=1, groups=16, backend="numpy").candidates)
+    assert all(c.variant is None for c in ck.explain(
+        x, w, padding=1, groups=16, backend="numpy").candidates if c.name != "im2col")
+
+
+def test_explain_names_im2col_layout_on_both_cpu_backends(cpu_backend):
+    """im2col (the same NumPy code on both CPU backends) says which column layout it
+    would run where it has two: few output channels under a 5x5 kernel take the wide
+    one, a deep 3x3 layer the windows; a strided layer has only the windows."""
+    from cnnkern.backends.numpy import im2col
+    backend = cpu_backend
+    narrow = (np.zeros((1, 16, 28, 28), np.float32), np.ones((8, 16, 5, 5), np.float32))
+    deep = (np.zeros((1, 256, 14, 14), np.float32), np.ones((256, 256, 3, 3), np.float32))
+    for (x, w), stride, layout in ((narrow, 1, "wide"), (deep, 1, "windows"),
+                                   (narrow, 2, None)):
+        e = ck.explain(x, w, padding=2, stride=stride, backend=backend)
+        cand = {c.name: c for c in e.candidates}
+        assert cand["im2col"].variant == (layout and f"{layout} columns")
+        assert im2col.layout_for(e.params) == (layout or "windows")
 
 
 def test_autotune_measures_once_and_is_correct(rng):

@@ -1,9 +1,23 @@
 """im2col + GEMM: unfold input windows into a column matrix, then one matmul per group.
 
+Two layouts of the columns (``layout_for``; the cost model picks):
+
+**windows**, the textbook one: a row per (input channel, tap), a column per output
+position, copied tap by tap from strided windows of the padded input.
+
+**wide**, for layers with stride 1 on every axis: the columns run over the flat index
+of the padded input instead, from the first output to the last. A (channel, tap) row is
+then one contiguous run of the padded image, shifted by the tap's offset, and the
+whole matrix a single strided copy; the GEMM also computes the positions between the
+rows' ends and the next rows' starts (the padding's and the kernel's width: 12% of a
+28-wide image under a 5x5 kernel), which are dropped when the result is copied into
+the output. Building the columns of googlenet/3a_5x5 this way took 0.03 ms against
+0.12 ms tap by tap, next to a 0.13 ms GEMM.
+
 The column matrix is built in chunks (whole images, then rows of the first output
 dimension) so that it and the padded copy of the chunk's images never exceed
-``chunk_bytes``. Whole images are multiplied
-straight into the output; a part of an image goes through a temporary GEMM result,
+``chunk_bytes``. Whole images in the windows layout are multiplied straight into the
+output; a part of an image, or the wide layout, goes through a temporary GEMM result,
 counted in the chunk. The GEMM runs in the compute dtype (float32 for float16/float32
 inputs) through NumPy's BLAS.
 """
@@ -12,11 +26,47 @@ from __future__ import annotations
 from math import prod
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ._common import alloc, compute_dtype, finish, kernel_offsets, pad_input, tap_slices
 
 #: Upper bound on one chunk's column matrix and padded images.
 CHUNK_BYTES = 64 * 2**20
+
+
+def pointwise(p) -> bool:
+    """A 1x1 layer with stride 1 and no padding: its columns are its input."""
+    return p.kernel_volume == 1 and all(s == 1 for s in p.stride) and \
+        all(pair == (0, 0) for pair in p.padding)
+
+
+def wide_possible(p) -> bool:
+    """Stride 1 on every axis (so that neighbouring outputs read neighbouring inputs),
+    and not pointwise (whose columns need no copy at all)."""
+    return all(s == 1 for s in p.stride) and not pointwise(p)
+
+
+def layout_for(p) -> str:
+    """"wide" or "windows": the one the cost model (``dispatch.im2col_layout``) finds
+    cheaper where both can run."""
+    if not wide_possible(p):
+        return "windows"
+    from ...dispatch import im2col_layout
+    return im2col_layout(p)
+
+
+def flat_strides(p) -> tuple[int, ...]:
+    """Elements between neighbours along each axis of a padded image, flattened."""
+    pad = p.padded_size
+    return tuple(prod(pad[i + 1:]) for i in range(p.ndim))
+
+
+def wide_span(p, rows: int) -> int:
+    """Columns of the wide layout for ``rows`` rows of the first output dimension: the
+    flat distance from their first output to their last, plus one."""
+    fs = flat_strides(p)
+    return (rows - 1) * fs[0] + sum((n - 1) * s for n, s in
+                                    zip(p.output_size[1:], fs[1:])) + 1
 
 
 def _bytes_per_position(p, itemsize, with_block: bool = False):
@@ -32,28 +82,36 @@ def _padded_image_bytes(p, itemsize) -> int:
     return p.in_channels * prod(p.padded_size) * itemsize
 
 
-def _plan(p, chunk_bytes, itemsize):
+def _plan(p, chunk_bytes, itemsize, layout):
     """(whole images per chunk, 0) or (1, output rows per chunk), and the chunk's bytes:
-    its columns, the padded copy of its images and, for part of an image, the GEMM's
-    result."""
+    its columns, the padded copy of its images and, for part of an image or the wide
+    layout, the GEMM's result."""
     image = _padded_image_bytes(p, itemsize)
-    per_image = _bytes_per_position(p, itemsize) * prod(p.output_size) + image
+    if layout == "wide":
+        per_column = _bytes_per_position(p, itemsize, True)
+        per_image = per_column * wide_span(p, p.output_size[0]) + image
+    else:
+        per_image = _bytes_per_position(p, itemsize) * prod(p.output_size) + image
     if per_image <= chunk_bytes:
         step = min(p.batch, max(1, chunk_bytes // per_image))
         return step, 0, step * per_image
+    if layout == "wide":                        # a row adds at most a padded row
+        per_row = per_column * flat_strides(p)[0]
+        rows = min(p.output_size[0], max(1, (chunk_bytes - image) // per_row))
+        return 1, rows, per_column * wide_span(p, rows) + image
     per_row = _bytes_per_position(p, itemsize, True) * prod(p.output_size[1:])
     rows = min(p.output_size[0], max(1, (chunk_bytes - image) // per_row))
     return 1, rows, rows * per_row + image
 
 
 def workspace_bytes(p, chunk_bytes: int = CHUNK_BYTES) -> int:
-    return _plan(p, chunk_bytes, compute_dtype(p.dtype).itemsize)[2]
+    return _plan(p, chunk_bytes, compute_dtype(p.dtype).itemsize, layout_for(p))[2]
 
 
-def _chunks(p, chunk_bytes, itemsize):
+def _chunks(p, chunk_bytes, itemsize, layout="windows"):
     """(image range, output-row range) pairs whose columns (and GEMM result, for a part
-    of an image) fit in ``chunk_bytes``."""
-    images, rows, _ = _plan(p, chunk_bytes, itemsize)
+    of an image or the wide layout) fit in ``chunk_bytes``."""
+    images, rows, _ = _plan(p, chunk_bytes, itemsize, layout)
     n_rows = p.output_size[0]
     if rows == 0:
         for n0 in range(0, p.batch, images):
@@ -66,17 +124,22 @@ def _chunks(p, chunk_bytes, itemsize):
 
 def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     cd = compute_dtype(p.dtype)
+    layout = layout_for(p)
     g, cig, cog = p.groups, p.in_per_group, p.out_per_group
     wm = w.astype(cd, copy=False).reshape(g, cog, cig * p.kernel_volume)
     y = alloc((p.batch, g, cog) + p.output_size, dtype=cd)
     xp_images, xp = None, None                  # the padded copy of these images
-    for images, rows in _chunks(p, chunk_bytes, cd.itemsize):
+    for images, rows in _chunks(p, chunk_bytes, cd.itemsize, layout):
         if xp_images != images:                 # pad the chunk's images only, after
             xp = None                           # letting the last chunk's copy go
             xp_images, xp = images, pad_input(x[images], p, cd)
         nb, nr = images.stop - images.start, rows.stop - rows.start
         out_sz = (nr,) + p.output_size[1:]
         cols = None                             # let the last chunk's columns go first
+        if layout == "wide":
+            xp = np.ascontiguousarray(xp)       # (a cast keeps a transposed layout)
+            y[images, :, :, rows] = _wide_gemm(xp, wm, p, rows)
+            continue
         if pointwise(p):                        # the columns are the input itself
             cols = xp[:, :, rows].reshape(nb, g, cig, prod(out_sz))
         else:
@@ -89,12 +152,6 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     return finish(y.reshape(p.output_shape), bias, p)
 
 
-def pointwise(p) -> bool:
-    """A 1x1 layer with stride 1 and no padding: its columns are its input."""
-    return p.kernel_volume == 1 and all(s == 1 for s in p.stride) and \
-        all(pair == (0, 0) for pair in p.padding)
-
-
 def _columns(xp, p, rows, out_sz, cd):
     """The column matrix ``(images, groups, C_in / groups * taps, positions)`` of the
     output rows ``rows`` of the images in ``xp`` (padded)."""
@@ -104,3 +161,26 @@ def _columns(xp, p, rows, out_sz, cd):
         cols[:, :, t] = xp[(slice(None), slice(None)) + tap_slices(offset, p, spans)]
     return cols.reshape(xp.shape[0], p.groups, p.in_per_group * p.kernel_volume,
                         prod(out_sz))
+
+
+def _wide_gemm(xp, wm, p, rows):
+    """The outputs ``(images, groups, C_out / groups, rows, ...)`` of the output rows
+    ``rows`` of the images in ``xp`` (padded, C-contiguous), through the wide layout.
+
+    Row (c, tap) of the columns is the flat padded image from the tap's offset on: a
+    view with one stride per kernel axis (the dilated step along that axis) and unit
+    stride along the columns. Its last element is the last padded element of the
+    chunk's last input row, so the view stays inside the image."""
+    nb, nr, isz = xp.shape[0], rows.stop - rows.start, xp.itemsize
+    fs = flat_strides(p)
+    span = wide_span(p, nr)
+    src = xp[:, :, rows.start:]
+    windows = as_strided(src, src.shape[:2] + tuple(p.kernel_size) + (span,),
+                         src.strides[:2] + tuple(d * s * isz for d, s in
+                                                 zip(p.dilation, fs)) + (isz,),
+                         writeable=False)
+    cols = alloc(windows.shape, dtype=xp.dtype)
+    np.copyto(cols, windows)
+    res = np.matmul(wm, cols.reshape(nb, p.groups, -1, span))   # (nb, g, cog, span)
+    return as_strided(res, res.shape[:3] + (nr,) + p.output_size[1:],
+                      res.strides[:3] + tuple(s * isz for s in fs), writeable=False)
