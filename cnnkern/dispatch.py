@@ -271,12 +271,14 @@ def im2col_layout_seconds(p: ConvParams) -> Mapping[str, float]:
     return MappingProxyType(seconds)
 
 
-def _im2col_layout_saving(p: ConvParams) -> float:
-    """Seconds the wide layout saves over the windows where im2col takes it."""
+def _im2col_layout_factor(p: ConvParams) -> float:
+    """What im2col's column term is multiplied by for its layout: the wide layout's
+    share of the windows' cost where it takes it (a ratio, so that the estimate stays
+    on the rates fitted to the whole algorithm, and positive)."""
     if im2col_layout(p) == "windows":
-        return 0.0
+        return 1.0
     seconds = im2col_layout_seconds(p)
-    return seconds["windows"] - seconds["wide"]
+    return seconds["wide"] / seconds["windows"]
 
 
 def _column_bytes(p: ConvParams, itemsize: int) -> int:
@@ -301,8 +303,8 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
         return depthwise_kernel_seconds(p, itemsize)[depthwise_kernel(p, itemsize)]
     if name == "im2col":
         return p.flops / rate["im2col_gemm"] * scale + \
-            _column_bytes(p, itemsize) / rate["im2col_copy"] + rate["im2col_call"] - \
-            _im2col_layout_saving(p)
+            _column_bytes(p, itemsize) / rate["im2col_copy"] * _im2col_layout_factor(p) + \
+            rate["im2col_call"]
     if name == "im2col_blocks":
         from .backends.numba.im2col_blocks import blocks
         units, threads = blocks(p)
