@@ -261,3 +261,16 @@ def test_gpu_cost_model_prefers_implicit_gemm():
             costs = {n: dispatch.estimate_seconds(n, p, "cuda")
                      for n in ("direct", "im2col", "implicit_gemm")}
             assert min(costs, key=costs.get) == "implicit_gemm"
+
+
+def test_im2col_estimate_stays_positive_whatever_its_layout():
+    """The wide layout scales im2col's column term; on a tall one-wide output (many
+    short rows, where the windows layout's copy is dearest) the estimate stays at least
+    the GEMM's time."""
+    pytest.importorskip("numba")
+    for xs, ws, pad in (((1, 64, 10000, 1), (8, 64, 3, 1), (1, 0)),
+                        ((1, 16, 28, 28), (32, 16, 5, 5), 2)):
+        p = ConvParams.build("conv2d", 2, xs, ws, padding=pad, dtype=np.float32)
+        assert dispatch.im2col_layout(p) == "wide"
+        assert dispatch.estimate_seconds("im2col", p, "numba") > \
+            p.flops / dispatch.NUMBA_RATES["im2col_gemm"]
