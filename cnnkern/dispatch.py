@@ -275,10 +275,8 @@ def _im2col_layout_factor(p: ConvParams) -> float:
     """What im2col's column term is multiplied by for its layout: the wide layout's
     share of the windows' cost where it takes it (a ratio, so that the estimate stays
     on the rates fitted to the whole algorithm, and positive)."""
-    if im2col_layout(p) == "windows":
-        return 1.0
     seconds = im2col_layout_seconds(p)
-    return seconds["wide"] / seconds["windows"]
+    return seconds["wide"] / seconds["windows"] if im2col_layout(p) == "wide" else 1.0
 
 
 def _column_bytes(p: ConvParams, itemsize: int) -> int:

@@ -34,10 +34,9 @@ def pad_input(x: np.ndarray, p, dtype=None) -> np.ndarray:
     if all(pair == (0, 0) for pair in p.padding):
         return x
     if p.padding_mode == "zeros":           # np.pad took 25-40 us on a small layer
-        xp = np.zeros(x.shape[:2] + tuple(n + b + a for n, (b, a) in
-                                          zip(x.shape[2:], p.padding)), dtype=x.dtype)
+        xp = np.zeros(x.shape[:2] + p.padded_size, dtype=x.dtype)
         xp[(slice(None),) * 2 + tuple(slice(b, b + n) for n, (b, _) in
-                                      zip(x.shape[2:], p.padding))] = x
+                                      zip(p.input_size, p.padding))] = x
         return xp
     pads = ((0, 0), (0, 0)) + tuple(p.padding)
     return np.pad(x, pads, mode=NP_PAD_MODES[p.padding_mode])

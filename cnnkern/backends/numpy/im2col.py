@@ -133,11 +133,12 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
         if xp_images != images:                 # pad the chunk's images only, after
             xp = None                           # letting the last chunk's copy go
             xp_images, xp = images, pad_input(x[images], p, cd)
+            if layout == "wide":                # (a cast keeps a transposed layout)
+                xp = np.ascontiguousarray(xp)
         nb, nr = images.stop - images.start, rows.stop - rows.start
         out_sz = (nr,) + p.output_size[1:]
         cols = None                             # let the last chunk's columns go first
         if layout == "wide":
-            xp = np.ascontiguousarray(xp)       # (a cast keeps a transposed layout)
             y[images, :, :, rows] = _wide_gemm(xp, wm, p, rows)
             continue
         if pointwise(p):                        # the columns are the input itself
