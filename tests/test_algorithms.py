@@ -262,6 +262,27 @@ def test_im2col_workspace_bounds_each_chunk():
     assert len(spans) == 4 * 4 and all(r.stop - r.start <= 5 for _, r in spans)
 
 
+@pytest.mark.parametrize("layout", ["windows", "wide"])
+def test_im2col_groups_images_up_to_the_group_bound(layout, rng, monkeypatch):
+    """Under a large chunk bound, images share a chunk only while the chunk stays
+    within ``GROUP_BYTES``; every output is still written (outputs start as NaN)."""
+    from cnnkern.backends.numpy import im2col
+    monkeypatch.setattr(im2col, "layout_for", lambda p: layout)
+    x = rng.standard_normal((7, 3, 10, 9))
+    w = rng.standard_normal((5, 3, 3, 3))
+    p = ConvParams.build("conv2d", 2, x.shape, w.shape, padding=1)
+    whole = im2col.workspace_bytes(p, 10**9) // 7              # one image's chunk
+    ref = ck.conv2d(x, w, padding=1, algo="direct")
+    for group, images in ((10**9, 7), (3 * whole, 3), (whole + 1, 1), (1, 1)):
+        monkeypatch.setattr(im2col, "GROUP_BYTES", group)
+        spans = list(im2col._chunks(p, 10**9, 8, layout))
+        assert [s.stop - s.start for s, _ in spans] == \
+            [images] * (7 // images) + [7 % images] * (7 % images > 0)
+        assert all(r == slice(0, 10) for _, r in spans)
+        assert im2col.workspace_bytes(p, 10**9) == images * whole
+        assert rel_err(im2col.conv(x, w, None, p, chunk_bytes=10**9), ref) < 1e-12
+
+
 FFT_CASES = [
     dict(nd=2, x=(3, 4, 13, 11), w=(6, 2, 3, 5), stride=(2, 1), padding=(1, 2),
          dilation=(1, 2), groups=2),

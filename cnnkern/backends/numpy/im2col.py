@@ -16,10 +16,11 @@ the output. Building the columns of googlenet/3a_5x5 this way took 0.03 ms again
 
 The column matrix is built in chunks (whole images, then rows of the first output
 dimension) so that it and the padded copy of the chunk's images never exceed
-``chunk_bytes``. Whole images in the windows layout are multiplied straight into the
-output; a part of an image, or the wide layout, goes through a temporary GEMM result,
-counted in the chunk. The GEMM runs in the compute dtype (float32 for float16/float32
-inputs) through NumPy's BLAS.
+``chunk_bytes``; several images share a chunk only up to ``GROUP_BYTES``, so that the
+columns are still in the cache when the GEMM reads them. Whole images in the windows
+layout are multiplied straight into the output; a part of an image, or the wide
+layout, goes through a temporary GEMM result, counted in the chunk. The GEMM runs in
+the compute dtype (float32 for float16/float32 inputs) through NumPy's BLAS.
 """
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ from ._common import alloc, compute_dtype, finish, kernel_offsets, pad_input, ta
 
 #: Upper bound on one chunk's column matrix and padded images.
 CHUNK_BYTES = 64 * 2**20
+#: Images share a chunk (one column copy per tap, one matmul call: a GEMM per image)
+#: only while the chunk stays within this, a quarter of the 2-core EPYC's 32 MiB L3, so
+#: that each image's columns are still in the cache when its GEMM reads them. Chunks
+#: of up to ``CHUNK_BYTES`` had batch-8 layers 1.2-2x slower (resnet50/res3_3x3_s2
+#: 30 -> 15 ms, googlenet/conv1 26 -> 18 ms; docs/performance.md).
+GROUP_BYTES = 8 * 2**20
 
 
 def pointwise(p) -> bool:
@@ -93,7 +100,7 @@ def _plan(p, chunk_bytes, itemsize, layout):
     else:
         per_image = _bytes_per_position(p, itemsize) * prod(p.output_size) + image
     if per_image <= chunk_bytes:
-        step = min(p.batch, max(1, chunk_bytes // per_image))
+        step = min(p.batch, max(1, min(chunk_bytes, GROUP_BYTES) // per_image))
         return step, 0, step * per_image
     if layout == "wide":                        # a row adds at most a padded row
         per_row = per_column * flat_strides(p)[0]
