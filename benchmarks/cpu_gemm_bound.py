@@ -22,12 +22,12 @@ best floor reads under a target cannot reach that target with a GEMM from this B
 whatever the code around it does.
 """
 import sys
-import time
 
 import numpy as np
 import torch
 
 import cnnkern as ck
+from benchmarks.cpu_interleaved import fastest
 from cnnkern.params import ConvParams
 from cnnkern.suites import layer
 
@@ -66,16 +66,7 @@ def main(refs, batch=1, rounds=5):
         fns = {"torch": lambda: torch.nn.functional.conv2d(xt, wt, **kw),
                "auto": lambda: ck.conv2d(x, w, **kw)}
         fns.update(_floors(spec, batch, rng))
-        times = {k: [] for k in fns}
-        for _ in range(rounds):
-            for k, f in fns.items():
-                time.sleep(0.15)
-                f()
-                for _ in range(3):
-                    t0 = time.perf_counter()
-                    f()
-                    times[k].append(time.perf_counter() - t0)
-        best = {k: min(v) for k, v in times.items()}
+        best = fastest(fns, rounds)
         peer = best["torch"]
         row = f"{ref:26s} torch {peer * 1e3:8.3f} ms"
         for k, t in best.items():

@@ -10,7 +10,8 @@ one block, which a noise burst can land on alone. Prints torch's time and each
 algorithm's time and ratio (> 1: cnnkern faster); an error over 1e-4 against the
 float64 result is printed next to the ratio. ``depthwise:KERNEL`` runs the Numba
 ``depthwise`` algorithm with that kernel forced (planes, rows, taps or blocks),
-``im2col:LAYOUT`` im2col with that column layout (windows or wide).
+``im2col:LAYOUT`` im2col with that column layout (windows or wide),
+``im2col_group:MIB`` im2col with several images per chunk only up to MIB MiB.
 ``bare:NAME`` runs the Numba backend's algorithm NAME (``bare:auto``: the one ``auto``
 picks) on arguments validated beforehand, without the front door (argument checks,
 dispatch, array conversion): against ``auto``, what a call costs on top of the
@@ -35,18 +36,22 @@ from cnnkern.suites import layer
 CHOOSERS = {"depthwise": (depthwise, "kernel_for"), "im2col": (im2col, "layout_for")}
 
 
-def forced(call, name, choice):
-    """``call`` with algorithm ``name``'s kernel or layout ``choice`` forced."""
-    module, attr = CHOOSERS[name]
-
+def patched(call, module, attr, value):
+    """``call`` with ``module.attr`` set to ``value`` while it runs."""
     def run():
-        chosen = getattr(module, attr)
-        setattr(module, attr, lambda p: choice)
+        kept = getattr(module, attr)
+        setattr(module, attr, value)
         try:
             return call()
         finally:
-            setattr(module, attr, chosen)
+            setattr(module, attr, kept)
     return run
+
+
+def forced(call, name, choice):
+    """``call`` with algorithm ``name``'s kernel or layout ``choice`` forced."""
+    module, attr = CHOOSERS[name]
+    return patched(call, module, attr, lambda p: choice)
 
 
 def bare(name, x, w, nd, kw):
@@ -56,6 +61,21 @@ def bare(name, x, w, nd, kw):
         name = dispatch.select(p, "numba", w)
     run = registry.get("conv", "numba", name).run
     return lambda: run(x, w, None, p)
+
+
+def fastest(fns, rounds) -> dict:
+    """name -> the fastest of ``rounds`` x 3 timed calls of ``fns[name]``, the
+    contenders taking turns each round after 0.15 s of quiet and one warm-up."""
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            time.sleep(0.15)
+            f()
+            for _ in range(3):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
 
 
 def main(refs, algos, batch=1, rounds=5):
@@ -75,24 +95,19 @@ def main(refs, algos, batch=1, rounds=5):
             fns[a] = (lambda name=name: conv(x, w, algo=name, **kw))
             if name == "bare":
                 fns[a] = bare(kernel, x, w, spec.ndim, kw)
+            elif name == "im2col_group":
+                fns[a] = patched(lambda: conv(x, w, algo="im2col", **kw), im2col,
+                                 "GROUP_BYTES", int(float(kernel) * 2**20))
             elif kernel:
                 fns[a] = forced(fns[a], name, kernel)
         exact = peers[spec.ndim](xt.double(), wt.double(), **kw).numpy()
         errs = {k: np.linalg.norm(np.asarray(f()) - exact) / np.linalg.norm(exact)
                 for k, f in fns.items()}
-        times = {k: [] for k in fns}
-        for _ in range(rounds):
-            for k, f in fns.items():
-                time.sleep(0.15)
-                f()
-                for _ in range(3):
-                    t0 = time.perf_counter()
-                    f()
-                    times[k].append(time.perf_counter() - t0)
-        peer = min(times["torch"])
+        best = fastest(fns, rounds)
+        peer = best["torch"]
         row = f"{ref:24s} torch {peer * 1e3:8.3f} ms"
         for a in algos:
-            t = min(times[a])
+            t = best[a]
             row += f" | {a} {t * 1e3:8.3f} ms {peer / t:5.2f}x"
             if errs[a] > 1e-4:
                 row += f" (rel err {errs[a]:.1e})"
