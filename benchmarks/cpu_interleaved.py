@@ -11,7 +11,8 @@ algorithm's time and ratio (> 1: cnnkern faster); an error over 1e-4 against the
 float64 result is printed next to the ratio. ``depthwise:KERNEL`` runs the Numba
 ``depthwise`` algorithm with that kernel forced (planes, rows, taps or blocks),
 ``im2col:LAYOUT`` im2col with that column layout (windows or wide),
-``im2col_group:MIB`` im2col with several images per chunk only up to MIB MiB.
+``im2col_group:MIB`` im2col with several images per chunk only up to MIB MiB,
+``winograd_f4x4_3x3:PLAN`` (or F(2x2)) Winograd with that plan (tiles or channels).
 ``bare:NAME`` runs the Numba backend's algorithm NAME (``bare:auto``: the one ``auto``
 picks) on arguments validated beforehand, without the front door (argument checks,
 dispatch, array conversion): against ``auto``, what a call costs on top of the
@@ -26,14 +27,16 @@ import torch
 import cnnkern as ck
 from cnnkern import dispatch, registry
 from cnnkern import functional as F
-from cnnkern.backends.numba import depthwise
+from cnnkern.backends.numba import depthwise, winograd
 from cnnkern.backends.numpy import im2col
 from cnnkern.params import ConvParams
 from cnnkern.suites import layer
 
 
-#: algorithm -> (module, its function that picks the kernel or layout for a call)
-CHOOSERS = {"depthwise": (depthwise, "kernel_for"), "im2col": (im2col, "layout_for")}
+#: algorithm -> (module, its function that picks the kernel, layout or plan for a call)
+CHOOSERS = {"depthwise": (depthwise, "kernel_for"), "im2col": (im2col, "layout_for"),
+            "winograd_f2x2_3x3": (winograd, "plan_for"),
+            "winograd_f4x4_3x3": (winograd, "plan_for")}
 
 
 def patched(call, module, attr, value):
@@ -51,7 +54,7 @@ def patched(call, module, attr, value):
 def forced(call, name, choice):
     """``call`` with algorithm ``name``'s kernel or layout ``choice`` forced."""
     module, attr = CHOOSERS[name]
-    return patched(call, module, attr, lambda p: choice)
+    return patched(call, module, attr, lambda *args: choice)
 
 
 def bare(name, x, w, nd, kw):
