@@ -52,7 +52,7 @@ def patched(call, module, attr, value):
 
 
 def forced(call, name, choice):
-    """``call`` with algorithm ``name``'s kernel or layout ``choice`` forced."""
+    """``call`` with algorithm ``name``'s kernel, layout or plan ``choice`` forced."""
     module, attr = CHOOSERS[name]
     return patched(call, module, attr, lambda *args: choice)
 

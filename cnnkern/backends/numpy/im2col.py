@@ -36,8 +36,8 @@ CHUNK_BYTES = 64 * 2**20
 #: Images share a chunk (one column copy per tap, one matmul call: a GEMM per image)
 #: only while the chunk stays within this, a quarter of the 2-core EPYC's 32 MiB L3, so
 #: that each image's columns are still in the cache when its GEMM reads them. Chunks
-#: of up to ``CHUNK_BYTES`` had batch-8 layers 1.2-2x slower (resnet50/res3_3x3_s2
-#: 30 -> 15 ms, googlenet/conv1 26 -> 18 ms; docs/performance.md).
+#: of up to ``CHUNK_BYTES`` had batch-8 layers up to 1.7x slower (resnet50/res2_3x3
+#: 29.5 -> 17.6 ms, res3_3x3_s2 24.4 -> 17.9 ms; docs/performance.md).
 GROUP_BYTES = 8 * 2**20
 
 
