@@ -257,7 +257,7 @@ def im2col_layout_seconds(p: ConvParams) -> Mapping[str, float]:
     copy of its columns, the GEMM's extra columns, and its result written and read back
     (the windows' GEMM writes into the output)."""
     from .backends.numpy.im2col import wide_possible, wide_span
-    itemsize = 8 if p.dtype.name == "float64" else 4
+    itemsize = _itemsize(p)
     rate = NUMBA_RATES
     runs = p.batch * p.in_channels * p.kernel_volume * prod(p.output_size[:-1])
     seconds = {"windows": _column_bytes(p, itemsize) / rate["windows_bytes"] +
@@ -277,6 +277,11 @@ def _im2col_layout_factor(p: ConvParams) -> float:
     on the rates fitted to the whole algorithm, and positive)."""
     seconds = im2col_layout_seconds(p)
     return seconds["wide"] / seconds["windows"] if im2col_layout(p) == "wide" else 1.0
+
+
+def _itemsize(p: ConvParams) -> int:
+    """Bytes per element the algorithms compute in (float16 runs in float32)."""
+    return 8 if p.dtype.name == "float64" else 4
 
 
 def _column_bytes(p: ConvParams, itemsize: int) -> int:
@@ -329,7 +334,7 @@ def tap_gemm_seconds(p: ConvParams, gemm: float, weights: float, cols: float,
     """``tap_gemm``'s estimate at the given rates (FLOP/s, bytes/s, seconds a step)."""
     from .backends.numpy.tap_gemm import features
     f = features(p)
-    scale = 2.0 if p.dtype.name == "float64" else 1.0
+    scale = _itemsize(p) / 4
     return f["gemm"] / gemm * scale + f["weights"] / weights + f["cols"] / cols + \
         f["adds"] / adds + f["steps"] * step
 
@@ -341,7 +346,7 @@ def _fft_len(n: int) -> int:
 
 def estimate_seconds(name: str, p: ConvParams, backend: str = "numpy") -> float:
     """The cost model behind ``algo="auto"``."""
-    itemsize = 8 if p.dtype.name == "float64" else 4
+    itemsize = _itemsize(p)
     if backend == "cuda":
         return _estimate_gpu(name, p, itemsize)
     if backend == "numba":
