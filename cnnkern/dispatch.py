@@ -108,18 +108,22 @@ GPU_RATES = {
 NUMBA_RATES = {
     "direct": 1.5e10,      # FLOP/s of the plane kernel on taps inside the input
     "row": 1.0e8,          # inner row loops/s of the plane kernel (their fixed cost)
-    # The three depthwise kernels, fitted (non-negative least squares on relative
-    # error) to each kernel's times on the suites' 15 depthwise layers at batch 1 and 8:
+    # The channels-last depthwise kernels, fitted (non-negative least squares on
+    # relative error) to each kernel's times on the suites' 15 depthwise layers at
+    # batch 1 and 8:
     "tap_lanes": 9.2e8,    # (output pixel, inside tap, 16 channels)/s, tap-list kernel
     "taps_call": 1.26e-4,  # its fixed cost per call, seconds (two parallel regions)
     "depthwise_rows": 2.49e11,  # FLOP/s of the row kernel (3/5/7 wide), padding taps too
     "layout": 1.43e10,     # bytes/s of the row kernel's channels-last copy and NCHW write
     "rows_call": 1.8e-5,   # its fixed cost per call, seconds
-    "phase_fill": 3.45e10,  # bytes/s of the plane kernel's padded, phase-split copies
-    "phase_tap": 8.77e10,  # output elements x taps /s of its flat passes
-    "phase_pass": 2.11e10,  # output elements/s of each pass (the sums' load and store)
-    "phase_loop": 1.7e8,   # its passes and copied rows per second (their fixed cost)
-    "phase_call": 8.0e-5,  # its fixed cost per call, seconds
+    # The plane kernel, refitted the same way to its times on those layers at batch 1
+    # and 8 after the inside copy (2026-11-23, benchmarks/depthwise_fit.py):
+    "phase_fill": 1.92e10,  # bytes/s of its padded, phase-split fills (index maps)
+    "phase_copy": 1.5e10,  # bytes/s of its row copies into padding kept in place
+    "phase_tap": 5.81e10,  # output elements x taps /s of its flat passes
+    "phase_pass": float("inf"),  # output elements/s of each pass (fitted to no cost)
+    "phase_loop": 1.43e8,  # its passes and filled rows per second (their fixed cost)
+    "phase_call": 7.92e-5,  # its fixed cost per call, seconds
     # Winograd's two plans, fitted (non-negative least squares on relative error) to
     # 72 timings of each: the suites' 18 dense stride-1 3x3 layers, F2 and F4, batch 1
     # and 8, 2-core EPYC (benchmarks/winograd_plans.py; results 2026-11-23). The
@@ -166,6 +170,28 @@ NUMBA_RATES = {
 }
 
 
+def planes_features(p: ConvParams, itemsize: int) -> dict:
+    """The amounts the plane kernel's estimate charges at ``NUMBA_RATES``: bytes
+    filled into the phase buffers through the index maps (every plane, or at stride 1
+    under zero padding only the input planes, copied row by row into padding that
+    stays in place), element-taps and element-passes of its flat passes (compute
+    itemsize scaled), loops (passes and filled rows) and one call."""
+    from .backends.numba.depthwise_planes import copies_inside, sizes
+    scale = itemsize / 4
+    sub, size, length = sizes(p)
+    units, planes = p.batch * p.in_channels, p.batch * p.out_channels
+    taps = p.kernel_volume
+    passes = 1 if taps == 9 else taps // 8 + taps % 8 // 4 + taps % 4
+    inside = copies_inside(p)
+    filled = prod(p.input_size) if inside else size
+    rows = filled // (p.input_size[-1] if inside else int(sub[2]))
+    return {"fill": 0 if inside else units * filled * itemsize,
+            "copy": units * filled * itemsize if inside else 0,
+            "taps": planes * length * taps * scale,
+            "passes": planes * length * (passes + 2) * scale,
+            "loops": planes * passes + units * rows, "call": 1}
+
+
 @lru_cache(maxsize=256)
 def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float]:
     """Seconds for each kernel of the Numba ``depthwise`` algorithm that can take the
@@ -173,19 +199,14 @@ def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float
     (channels last, any kernel). Cached per call shape: the estimate, the workspace and
     the run each ask."""
     from .backends.numba.depthwise import uses_row_kernel
-    from .backends.numba.depthwise_planes import sizes
     scale = itemsize / 4
     rate = NUMBA_RATES
     out_vol = prod(p.output_size)
-    sub, size, length = sizes(p)
-    units, planes = p.batch * p.in_channels, p.batch * p.out_channels
     taps = p.kernel_volume
-    passes = taps // 8 + taps % 8 // 4 + taps % 4
-    seconds = {"planes": units * size * itemsize / rate["phase_fill"] +
-               planes * length * (taps / rate["phase_tap"] +
-                                  (passes + 2) / rate["phase_pass"]) * scale +
-               (planes * passes + units * size // int(sub[2])) / rate["phase_loop"] +
-               rate["phase_call"]}
+    f = planes_features(p, itemsize)
+    seconds = {"planes": f["fill"] / rate["phase_fill"] + f["copy"] / rate["phase_copy"] +
+               f["taps"] / rate["phase_tap"] + f["passes"] / rate["phase_pass"] +
+               f["loops"] / rate["phase_loop"] + rate["phase_call"]}
     if uses_row_kernel(p):                      # every tap, padding included
         moved = p.batch * (p.in_channels * prod(p.padded_size) +
                            2 * p.out_channels * out_vol) * itemsize
@@ -198,16 +219,11 @@ def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float
     return MappingProxyType(seconds)
 
 
-#: The plane kernel's model spreads wider (0.5-1.4x of measured, against 0.6-1.3x for
-#: the channels-last kernels); it is chosen only when it looks this much cheaper.
-PLANES_MARGIN = 0.9
-
-
 def depthwise_kernel(p: ConvParams, itemsize: int) -> str:
     """The kernel the Numba ``depthwise`` algorithm runs for the call."""
     seconds = depthwise_kernel_seconds(p, itemsize)
     other = "rows" if "rows" in seconds else "taps"
-    return "planes" if seconds["planes"] < PLANES_MARGIN * seconds[other] else other
+    return "planes" if seconds["planes"] < seconds[other] else other
 
 
 def winograd_m(name: str) -> int:

@@ -193,6 +193,41 @@ def test_depthwise_kernels_match_the_reference_on_random_calls(kernel, dtype, rn
         assert rel_err(y, ref) < (1e-5 if dtype == np.float32 else 1e-12), (xs, ws, kw)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_planes_copies_only_the_inside_at_stride_1(dtype, rng, monkeypatch):
+    """Under zero padding at stride 1 each part of the plane kernel fills its buffer's
+    padding with the first plane and copies only the inside of the others: 20 random
+    calls (1-3 dimensions, any dilation, multiplier and padding amount, "same" with
+    even kernels for asymmetric padding) with dozens of planes a part, buffers poisoned
+    with NaN; and 3x3 kernels, which run as one nine-tap pass."""
+    from cnnkern.backends.numba import depthwise, depthwise_planes
+    from cnnkern.params import ConvParams
+    monkeypatch.setattr(depthwise, "kernel_for", lambda p: "planes")
+    for case in range(24):
+        nd = 2 if case >= 20 else int(rng.integers(1, 4))
+        size = tuple(int(v) for v in rng.integers(1, 16, nd))
+        k = (3, 3) if case >= 20 else tuple(int(v) for v in rng.integers(1, 6, nd))
+        dil = tuple(int(v) for v in rng.integers(1, 3, nd))
+        pad = "same" if case % 3 == 0 else \
+            tuple(int(d * (j - 1) + rng.integers(0, 3)) // 2 for d, j in zip(dil, k))
+        c, mult = int(rng.integers(4, 24)), int(rng.integers(1, 3))
+        kw = dict(padding=pad, dilation=dil, groups=c)
+        x = rng.standard_normal((int(rng.integers(2, 5)), c) + size).astype(dtype)
+        w = rng.standard_normal((c * mult, 1) + k).astype(dtype)
+        b = rng.standard_normal(c * mult).astype(dtype)
+        fn = getattr(ck, f"conv{nd}d")
+        try:
+            ref = fn(*(a.astype(np.float64) for a in (x, w, b)), algo="direct",
+                     backend="numpy", **kw)
+        except ValueError:                  # a kernel larger than the padded input
+            continue
+        y = fn(x, w, b, algo="depthwise", **kw)
+        p = ConvParams.build(f"conv{nd}d", nd, x.shape, w.shape, dtype=dtype, **kw)
+        assert depthwise_planes.copies_inside(p)
+        assert rel_err(y, ref) < (1e-5 if dtype == np.float32 else 1e-12), \
+            (x.shape, w.shape, kw)
+
+
 def test_depthwise_kernel_choice(rng):
     """Small kernels take the row kernel unless most taps fall in the padding; large,
     dilated-along-rows and multiplier layers take the tap-list kernel."""

@@ -1,0 +1,131 @@
+"""The Numba ``depthwise`` algorithm's kernels timed on the suites' 2-D depthwise
+layers, and the plane kernel's rates of ``dispatch.NUMBA_RATES`` ("phase_*") fitted to them.
+
+    PYTHONPATH=. python benchmarks/depthwise_fit.py measure 1 out_b1.json
+    PYTHONPATH=. python benchmarks/depthwise_fit.py measure 8 out_b8.json
+    PYTHONPATH=. python benchmarks/depthwise_fit.py fit out_b1.json out_b8.json
+
+``measure <batch>`` runs every kernel that can take each layer (``planes``; ``rows``
+or ``taps``; ``blocks`` where ``depthwise_blocks.applies``), checks it against
+PyTorch in float64 (relative error under 1e-4) and times the kernels in turn, back to
+back after two warm-up calls: the median of up to 15 calls within 1.5 s, in three
+rounds, keeping each kernel's lowest median (the machine's noise moves a median by
+up to 2x between runs). ``fit`` solves non-negative least squares on relative error
+for the plane kernel's rates (``dispatch.planes_features``), prints them with the
+model's ratio to each measured time, then the kernel the model picks with those rates
+against the fastest measured.
+"""
+import json
+import sys
+import time
+from unittest import mock
+
+import numpy as np
+
+FEATURES = ("fill", "copy", "taps", "passes", "loops", "call")
+
+
+def _median_s(fn, budget=1.5, reps=15):
+    from cnnkern.timing import cpu_times
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    return float(np.median(cpu_times(fn, max(1, min(reps, int(budget / first))), 0)))
+
+
+def _layers(batch):
+    from cnnkern.params import ConvParams
+    from cnnkern.suites import SUITES
+    for suite, layers in SUITES.items():
+        for spec in layers:
+            xs, ws = spec.shapes(batch)
+            p = ConvParams.build("conv", spec.ndim, xs, ws, dtype=np.float32,
+                                 **spec.kwargs())
+            if p.is_depthwise and p.ndim == 2:      # long1d's are FFT's (3-10x)
+                yield f"{suite}/{spec.name}", spec, p
+
+
+def _kernels(p):
+    from cnnkern.backends.numba.depthwise import uses_row_kernel
+    from cnnkern.backends.numba.depthwise_blocks import applies
+    names = ["planes", "rows" if uses_row_kernel(p) else "taps"]
+    return names + (["blocks"] if names[1] == "taps" and applies(p) else [])
+
+
+def measure(batch, path):
+    import torch
+    import cnnkern as ck
+    from cnnkern.backends.numba import depthwise
+    torch.set_num_threads(ck.get_num_threads())
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d}
+    rng = np.random.default_rng(0)
+    rows = []
+    for ref, spec, p in _layers(batch):
+        x = rng.standard_normal(p.input_shape, dtype=np.float32)
+        w = rng.standard_normal(p.weight_shape, dtype=np.float32)
+        exact = conv[p.ndim](torch.from_numpy(x).double(), torch.from_numpy(w).double(),
+                             **spec.kwargs()).numpy()
+        fns = {}
+        for name in _kernels(p):
+            def fn(name=name):
+                with mock.patch.object(depthwise, "kernel_for", lambda _p: name):
+                    return depthwise.depthwise(x, w, None, p)
+            err = np.linalg.norm(fn() - exact) / np.linalg.norm(exact)
+            if not err < 1e-4:
+                raise AssertionError(f"{ref} {name}: rel err {err:.1e}")
+            fns[name] = fn
+        seconds = {name: min(_median_s(fn) for _ in range(3)) for name, fn in fns.items()}
+        rows.append(dict(id=ref, batch=batch, seconds=seconds))
+        print(ref, {k: f"{v * 1e3:.3f} ms" for k, v in seconds.items()}, flush=True)
+    with open(path, "w") as fh:
+        json.dump(dict(schema="cnnkern-depthwise-fit/1", threads=ck.get_num_threads(),
+                       date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), layers=rows), fh,
+                  indent=1)
+
+
+def fit(paths):
+    from scipy.optimize import nnls
+    from cnnkern import dispatch
+    names, a, t, rows = [], [], [], []
+    for path in paths:
+        with open(path) as fh:
+            data = json.load(fh)
+        batch = data["layers"][0]["batch"]
+        params = {ref: p for ref, _, p in _layers(batch)}
+        for row in data["layers"]:
+            p = params[row["id"]]
+            f = dispatch.planes_features(p, 4)
+            names.append(f"{row['id']} b{batch}")
+            a.append([f[k] for k in FEATURES])
+            t.append(row["seconds"]["planes"])
+            rows.append((names[-1], p, row["seconds"]))
+    a, t = np.array(a, dtype=float), np.array(t)
+    coef, _ = nnls(a / t[:, None], np.ones(len(t)))
+    print({k: (f"{c:.3g} s" if k == "call" else f"{1 / c:.3g}/s") if c else "no weight"
+           for k, c in zip(FEATURES, coef)})
+    ratio = a @ coef / t
+    for name, r, s in zip(names, ratio, t):
+        print(f"  {name:32s} {s * 1e3:9.3f} ms  model/measured {r:.2f}")
+    print("model/measured quantiles (0, 0.1, 0.5, 0.9, 1):",
+          np.round(np.quantile(ratio, [0, 0.1, 0.5, 0.9, 1]), 2))
+    rates = dict(zip(("phase_fill", "phase_copy", "phase_tap", "phase_pass", "phase_loop"),
+                     (1 / c if c else float("inf") for c in coef[:5])),
+                 phase_call=coef[5])
+    print("picks with these rates (kernel run / fastest, time ratio):")
+    with mock.patch.dict(dispatch.NUMBA_RATES, rates):
+        for name, p, seconds in rows:
+            dispatch.depthwise_kernel_seconds.cache_clear()
+            pick = dispatch.depthwise_kernel(p, 4)
+            if pick == "taps" and "blocks" in seconds:
+                pick = "blocks"
+            best = min(seconds, key=seconds.get)
+            print(f"  {name:32s} {pick:6s} / {best:6s} {seconds[pick] / seconds[best]:.2f}")
+    dispatch.depthwise_kernel_seconds.cache_clear()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "measure":
+        measure(int(sys.argv[2]), sys.argv[3])
+    else:
+        fit(sys.argv[2:])
