@@ -198,8 +198,8 @@ def test_depthwise_planes_copies_only_the_inside_at_stride_1(dtype, rng, monkeyp
     """Under zero padding at stride 1 each part of the plane kernel fills its buffer's
     padding with the first plane and copies only the inside of the others: 20 random
     calls (1-3 dimensions, any dilation, multiplier and padding amount, "same" with
-    even kernels for asymmetric padding) with dozens of planes a part, buffers poisoned
-    with NaN; and 3x3 kernels, which run as one nine-tap pass."""
+    even kernels for asymmetric padding) of 8-92 planes, up to 12 a part, buffers
+    poisoned with NaN; and four with 3x3 kernels, which run as one nine-tap pass."""
     from cnnkern.backends.numba import depthwise, depthwise_planes
     from cnnkern.params import ConvParams
     monkeypatch.setattr(depthwise, "kernel_for", lambda p: "planes")
