@@ -85,8 +85,8 @@ def measure(batch, path):
 
 
 def fit(paths):
-    from scipy.optimize import nnls
     from cnnkern import dispatch
+    from benchmarks.nnls_fit import fit_rates
     names, a, t, rows = [], [], [], []
     for path in paths:
         with open(path) as fh:
@@ -100,15 +100,7 @@ def fit(paths):
             a.append([f[k] for k in FEATURES])
             t.append(row["seconds"]["planes"])
             rows.append((names[-1], p, row["seconds"]))
-    a, t = np.array(a, dtype=float), np.array(t)
-    coef, _ = nnls(a / t[:, None], np.ones(len(t)))
-    print({k: (f"{c:.3g} s" if k == "call" else f"{1 / c:.3g}/s") if c else "no weight"
-           for k, c in zip(FEATURES, coef)})
-    ratio = a @ coef / t
-    for name, r, s in zip(names, ratio, t):
-        print(f"  {name:32s} {s * 1e3:9.3f} ms  model/measured {r:.2f}")
-    print("model/measured quantiles (0, 0.1, 0.5, 0.9, 1):",
-          np.round(np.quantile(ratio, [0, 0.1, 0.5, 0.9, 1]), 2))
+    coef = fit_rates(names, a, t, FEATURES, "call")
     rates = dict(zip(("phase_fill", "phase_copy", "phase_tap", "phase_pass", "phase_loop"),
                      (1 / c if c else float("inf") for c in coef[:5])),
                  phase_call=coef[5])

@@ -72,8 +72,8 @@ def measure(batch, max_flops, path):
 
 
 def fit(paths):
-    from scipy.optimize import nnls
     from cnnkern.backends.numpy import tap_gemm
+    from benchmarks.nnls_fit import fit_rates
     names, a, t = [], [], []
     for path in paths:
         with open(path) as fh:
@@ -85,16 +85,7 @@ def fit(paths):
             names.append(f"{row['id']} b{batch}")
             a.append([f[k] for k in FEATURES])
             t.append(row["seconds"])
-    a, t = np.array(a, dtype=float), np.array(t)
-    coef, _ = nnls(a / t[:, None], np.ones(len(t)))
-    print({k: (f"{c:.3g} s" if k == "steps" else f"{1 / c:.3g}/s") if c else "no weight"
-           for k, c in zip(FEATURES, coef)})
-    ratio = a @ coef / t
-    for name, r, s in zip(names, ratio, t):
-        print(f"  {name:32s} {s * 1e3:9.3f} ms  model/measured {r:.2f}")
-    print("model/measured quantiles (0, 0.1, 0.5, 0.9, 1):",
-          np.round(np.quantile(ratio, [0, 0.1, 0.5, 0.9, 1]), 2))
-
+    fit_rates(names, a, t, FEATURES, "steps")
 
 if __name__ == "__main__":
     if sys.argv[1] == "measure":
