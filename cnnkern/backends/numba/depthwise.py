@@ -241,8 +241,12 @@ def uses_row_kernel(p) -> bool:
             and p.inside_fraction >= ROW_MIN_INSIDE)
 
 
-#: Upper bound on the channels-last input copy of one batch chunk.
-CHUNK_BYTES = 32 * 2**20
+#: Upper bound on the channels-last input copy of one batch chunk. Small enough that
+#: a chunk is still in cache when the kernel reads it: at batch 8, with 2 MiB instead
+#: of 32, the row kernel took 0.68-0.93x the time on MobileNetV2 dw_112 and dw_56_s2
+#: and ConvNeXt dw7_s1 and dw7_s2 (56x56-112x112 inputs, 5-40 MB copied), and the same
+#: on the small layers (benchmarks/results/2026-11-23-cpu-depthwise-chunk-ab.txt).
+CHUNK_BYTES = 2 * 2**20
 
 
 def _copies_padding(p, rows_kernel: bool) -> bool:
