@@ -86,6 +86,7 @@ def measure(batch, path):
 
 def fit(paths):
     from cnnkern import dispatch
+    from cnnkern.backends.numba import depthwise
     from benchmarks.nnls_fit import fit_rates
     names, a, t, rows = [], [], [], []
     for path in paths:
@@ -108,9 +109,7 @@ def fit(paths):
     with mock.patch.dict(dispatch.NUMBA_RATES, rates):
         for name, p, seconds in rows:
             dispatch.depthwise_kernel_seconds.cache_clear()
-            pick = dispatch.depthwise_kernel(p, 4)
-            if pick == "taps" and "blocks" in seconds:
-                pick = "blocks"
+            pick = depthwise.kernel_for(p)
             best = min(seconds, key=seconds.get)
             print(f"  {name:32s} {pick:6s} / {best:6s} {seconds[pick] / seconds[best]:.2f}")
     dispatch.depthwise_kernel_seconds.cache_clear()
