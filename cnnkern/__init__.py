@@ -4,6 +4,8 @@ Convolution means cross-correlation (as in torch); layout ``(N, C, *spatial)``,
 weight ``(C_out, C_in / groups, *kernel)``.
 """
 from . import grad
+from .backends.numpy.workspace import kept_bytes as kept_workspace_bytes
+from .backends.numpy.workspace import release as release_workspaces
 from .arrays import available_backends
 from .threads import get_num_threads, set_num_threads
 from .dispatch import (CacheWarning, PerformanceWarning, get_autotune, get_workspace_limit,
@@ -26,5 +28,6 @@ __all__ = [
     "correlate2d", "convolve2d", "conv_matrix",
     "supported_algorithms", "explain", "available_backends",
     "set_autotune", "get_autotune", "set_workspace_limit", "get_workspace_limit",
-    "set_cache_dir", "set_num_threads", "get_num_threads", "BackendUnavailableError", "PerformanceWarning", "CacheWarning",
+    "set_cache_dir", "set_num_threads", "get_num_threads", "release_workspaces",
+    "kept_workspace_bytes", "BackendUnavailableError", "PerformanceWarning", "CacheWarning",
 ]

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 from cnnkern import functional, registry
 from cnnkern.arrays import NUMPY, default_backend
-from cnnkern.backends.numpy import _common
+from cnnkern.backends.numpy import _common, workspace
 
 # nothing in the test session may touch the user's autotune cache; the directory goes
 # with the session (each run used to leave one behind in the temp folder)
@@ -27,8 +27,11 @@ settings.load_profile("default")
 
 @pytest.fixture(autouse=True)
 def poison_outputs(monkeypatch):
-    """Fresh output buffers start as NaN: an element left unwritten fails the test."""
+    """Fresh output buffers start as NaN: an element left unwritten fails the test. So
+    do scratch buffers, every one of which goes through the kept-buffer pool (however
+    small), so that a call reusing an earlier call's buffer reads no stale value."""
     monkeypatch.setattr(_common, "POISON", True)
+    monkeypatch.setattr(workspace, "SMALL_BYTES", 0)
     try:
         from cnnkern.backends.cuda import module as cuda_module
     except ImportError:

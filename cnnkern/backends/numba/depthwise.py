@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...threads import get_num_threads
+from ..numpy.workspace import workspace
 from ._layout import compute_dtype, depthwise_operands, index_maps, pads3, triple
 from .depthwise_blocks import applies as blocks_apply
 from .depthwise_blocks import blocks_workspace, depthwise_blocks
@@ -298,16 +299,18 @@ def depthwise(x, w, bias, p):
         maps = [np.arange(n, dtype=np.int64) for n in x3.shape[2:]]
     step = _images_per_chunk(p, padded)
     rows = prod(y.shape[2:4])
-    for n0 in range(0, p.batch, step):
-        nb = min(step, p.batch - n0)
-        xt = np.empty((nb,) + tuple(m.size for m in maps) + (p.in_channels,), dtype=cd)
-        _channels_last(x3, n0, xt, *maps)
-        parts = max(1, min(nb * rows, 4 * get_num_threads()))
-        if rows_kernel:
-            _depthwise_rows(xt, wt, b, y, n0, stride, dil, (0,) * p.kernel_size[-1],
-                            (0,) * p.stride[-1], parts)
-        else:
-            _depthwise_kernel(xt, wt, b, y, n0, p.out_per_group, pad, stride, dil, parts)
+    with workspace((step,) + tuple(m.size for m in maps) + (p.in_channels,), cd) as chunk:
+        for n0 in range(0, p.batch, step):
+            nb = min(step, p.batch - n0)
+            xt = chunk[:nb]
+            _channels_last(x3, n0, xt, *maps)
+            parts = max(1, min(nb * rows, 4 * get_num_threads()))
+            if rows_kernel:
+                _depthwise_rows(xt, wt, b, y, n0, stride, dil, (0,) * p.kernel_size[-1],
+                                (0,) * p.stride[-1], parts)
+            else:
+                _depthwise_kernel(xt, wt, b, y, n0, p.out_per_group, pad, stride, dil,
+                                  parts)
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)
 
 

@@ -35,12 +35,15 @@ than in the GEMMs). The matrices come from :mod:`cnnkern.winograd`.
 """
 from __future__ import annotations
 
+from math import prod
+
 import numpy as np
 from numba import njit, prange
 
 from ...winograd import float_transforms
 from ...threads import get_num_threads
 from ..numpy._common import alloc
+from ..numpy.workspace import workspace
 from ._layout import bias_or_zeros, compute_dtype, index_maps, sync_numba
 
 R = 3
@@ -439,16 +442,20 @@ def conv(x, w, bias, p, m):
         rows = _chunk_rows(p, m)
         lanes = _lanes(p)
         total = p.batch * th
-        for r0 in range(0, total, rows):
-            nr = min(rows, total - r0)
-            v = np.empty((ah * aw, p.groups, nr * tw, p.in_per_group), dtype=cd)
-            _input_stage(x4, hmap, wmap, bth, btw, v, th, tw, mh, mw, r0)
-            _channel_stage(w2, gh, gw, v, ath, atw, b, y, th, tw, r0, lanes)
+        shape = (ah * aw, p.groups, min(rows, total) * tw, p.in_per_group)
+        with workspace((prod(shape),), cd) as flat:
+            for r0 in range(0, total, rows):
+                nr = min(rows, total - r0)
+                v = flat[:prod(shape[:2]) * nr * tw * shape[3]].reshape(
+                    shape[:2] + (nr * tw, shape[3]))
+                _input_stage(x4, hmap, wmap, bth, btw, v, th, tw, mh, mw, r0)
+                _channel_stage(w2, gh, gw, v, ath, atw, b, y, th, tw, r0, lanes)
     else:
-        u = np.empty((p.groups, ah * aw, p.in_per_group, p.out_per_group), dtype=cd)
-        _filter_transform(w2, gh, gw, u)
-        rows, seg = _work_split(p, m, get_num_threads())
-        _winograd_kernel(x4, hmap, wmap, u, bth, btw, ath, atw, b, y, th, tw, rows, seg)
+        with workspace((p.groups, ah * aw, p.in_per_group, p.out_per_group), cd) as u:
+            _filter_transform(w2, gh, gw, u)
+            rows, seg = _work_split(p, m, get_num_threads())
+            _winograd_kernel(x4, hmap, wmap, u, bth, btw, ath, atw, b, y, th, tw, rows,
+                             seg)
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)
 
 

@@ -10,8 +10,13 @@ from typing import Optional
 
 from ...registry import Algorithm, register
 from . import direct, fft, im2col, pooling, separable, tap_gemm, winograd
+from .workspace import keep_freed_memory
 
 BACKEND = "numpy"
+
+#: Whether this process's heap keeps freed blocks for the next call (glibc only;
+#: ``workspace.keep_freed_memory``).
+HEAP_KEPT = keep_freed_memory()
 
 #: Relative-error bounds against the float64 reference accepted by the tests.
 EXACT = {"float16": 2e-3, "float32": 1e-6, "float64": 1e-12}

@@ -28,18 +28,26 @@ def compute_dtype(dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype == np.float16 else dtype
 
 
-def pad_input(x: np.ndarray, p, dtype=None) -> np.ndarray:
-    """The input with ``p.padding`` applied in ``p.padding_mode``, cast to ``dtype``."""
-    x = x if dtype is None else x.astype(dtype, copy=False)
-    if all(pair == (0, 0) for pair in p.padding):
-        return x
-    if p.padding_mode == "zeros":           # np.pad took 25-40 us on a small layer
-        xp = np.zeros(x.shape[:2] + p.padded_size, dtype=x.dtype)
-        xp[(slice(None),) * 2 + tuple(slice(b, b + n) for n, (b, _) in
-                                      zip(p.input_size, p.padding))] = x
-        return xp
+def pad_input(x: np.ndarray, p, dtype=None, out=None) -> np.ndarray:
+    """The input with ``p.padding`` applied in ``p.padding_mode``, cast to ``dtype``;
+    ``x`` itself where that changes nothing. ``out`` (an array of the padded shape and
+    ``dtype``, such as a workspace) receives the copy under zero padding or a plain
+    cast, instead of a fresh array."""
+    dtype = x.dtype if dtype is None else np.dtype(dtype)
+    unpadded = all(pair == (0, 0) for pair in p.padding)
+    if unpadded and (x.dtype == dtype or out is None):
+        return x.astype(dtype, copy=False)
+    if p.padding_mode == "zeros" or unpadded:   # np.pad took 25-40 us on a small layer
+        shape = x.shape[:2] + (p.input_size if unpadded else p.padded_size)
+        if out is None:
+            out = np.zeros(shape, dtype=dtype)
+        elif not unpadded:
+            out.fill(0)
+        out[(slice(None),) * 2 + tuple(slice(b, b + n) for n, (b, _) in
+                                       zip(p.input_size, p.padding))] = x
+        return out
     pads = ((0, 0), (0, 0)) + tuple(p.padding)
-    return np.pad(x, pads, mode=NP_PAD_MODES[p.padding_mode])
+    return np.pad(x.astype(dtype, copy=False), pads, mode=NP_PAD_MODES[p.padding_mode])
 
 
 def kernel_offsets(kernel_size):

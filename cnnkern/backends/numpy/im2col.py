@@ -30,6 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._common import alloc, compute_dtype, finish, kernel_offsets, pad_input, tap_slices
+from .workspace import workspace
 
 #: Upper bound on one chunk's column matrix and padded images.
 CHUNK_BYTES = 64 * 2**20
@@ -129,51 +130,85 @@ def _chunks(p, chunk_bytes, itemsize, layout="windows"):
                 yield slice(n, n + 1), slice(r0, min(r0 + rows, n_rows))
 
 
+def _buffer_sizes(p, images, rows, layout):
+    """Elements of the largest chunk's padded images, columns and GEMM result (0 where
+    the chunk needs none)."""
+    nr = rows or p.output_size[0]
+    padded = images * p.in_channels * prod(p.padded_size)
+    if layout == "wide":
+        span = wide_span(p, nr)
+        return padded, images * p.in_channels * p.kernel_volume * span, \
+            images * p.out_channels * span
+    positions = nr * prod(p.output_size[1:])
+    columns = 0 if pointwise(p) else images * p.in_channels * p.kernel_volume * positions
+    return padded, columns, (p.out_channels * positions if rows else 0)
+
+
+def _view(flat, shape):
+    """The first elements of a flat workspace as a C-contiguous array of ``shape``."""
+    return flat[:prod(shape)].reshape(shape)
+
+
 def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     cd = compute_dtype(p.dtype)
     layout = layout_for(p)
+    wm = w.astype(cd, copy=False).reshape(p.groups, p.out_per_group, -1)
+    y = alloc((p.batch, p.groups, p.out_per_group) + p.output_size, dtype=cd)
+    images, rows, _ = _plan(p, chunk_bytes, cd.itemsize, layout)
+    sizes = _buffer_sizes(p, images, rows, layout)
+    with workspace((sizes[0],), cd) as pad_buf, workspace((sizes[1],), cd) as col_buf, \
+            workspace((sizes[2],), cd) as gemm_buf:
+        _chunked_gemm(x, wm, y, p, cd, layout, (pad_buf, col_buf, gemm_buf),
+                      _chunks(p, chunk_bytes, cd.itemsize, layout))
+    return finish(y.reshape(p.output_shape), bias, p)
+
+
+def _chunked_gemm(x, wm, y, p, cd, layout, buffers, chunks):
+    """Each chunk's columns (in ``buffers``: flat workspaces for the padded images, the
+    columns and the GEMM result) times the weight matrices, into ``y``."""
+    pad_buf, col_buf, gemm_buf = buffers
     g, cig, cog = p.groups, p.in_per_group, p.out_per_group
-    wm = w.astype(cd, copy=False).reshape(g, cog, cig * p.kernel_volume)
-    y = alloc((p.batch, g, cog) + p.output_size, dtype=cd)
     xp_images, xp = None, None                  # the padded copy of these images
-    for images, rows in _chunks(p, chunk_bytes, cd.itemsize, layout):
-        if xp_images != images:                 # pad the chunk's images only, after
-            xp = None                           # letting the last chunk's copy go
-            xp_images, xp = images, pad_input(x[images], p, cd)
+    for images, rows in chunks:
+        nb, nr = images.stop - images.start, rows.stop - rows.start
+        if xp_images != images:                 # pad the chunk's images only
+            xp_images = images
+            xp = pad_input(x[images], p, cd,
+                           _view(pad_buf, (nb, p.in_channels) + p.padded_size))
             if layout == "wide":                # (a cast keeps a transposed layout)
                 xp = np.ascontiguousarray(xp)
-        nb, nr = images.stop - images.start, rows.stop - rows.start
         out_sz = (nr,) + p.output_size[1:]
-        cols = None                             # let the last chunk's columns go first
         if layout == "wide":
-            y[images, :, :, rows] = _wide_gemm(xp, wm, p, rows)
+            y[images, :, :, rows] = _wide_gemm(xp, wm, p, rows, col_buf, gemm_buf)
             continue
         if pointwise(p):                        # the columns are the input itself
             cols = xp[:, :, rows].reshape(nb, g, cig, prod(out_sz))
         else:
-            cols = _columns(xp, p, rows, out_sz, cd)
+            cols = _columns(xp, p, rows, out_sz, col_buf)
         if nr == p.output_size[0]:              # whole images: y[images] is contiguous
             np.matmul(wm, cols, out=y.reshape(p.batch, g, cog, -1)[images])
         else:
-            block = np.matmul(wm, cols)         # (1, g, cog, positions)
+            block = _view(gemm_buf, (1, g, cog, prod(out_sz)))
+            np.matmul(wm, cols, out=block)
             y[images, :, :, rows] = block.reshape((nb, g, cog) + out_sz)
-    return finish(y.reshape(p.output_shape), bias, p)
 
 
-def _columns(xp, p, rows, out_sz, cd):
+def _columns(xp, p, rows, out_sz, col_buf):
     """The column matrix ``(images, groups, C_in / groups * taps, positions)`` of the
-    output rows ``rows`` of the images in ``xp`` (padded)."""
+    output rows ``rows`` of the images in ``xp`` (padded), in the workspace
+    ``col_buf``."""
     spans = [(rows.start, rows.stop)] + [(0, n) for n in p.output_size[1:]]
-    cols = alloc((xp.shape[0], p.in_channels, p.kernel_volume) + out_sz, dtype=cd)
+    cols = _view(col_buf, (xp.shape[0], p.in_channels, p.kernel_volume) + out_sz)
     for t, offset in enumerate(kernel_offsets(p.kernel_size)):
         cols[:, :, t] = xp[(slice(None), slice(None)) + tap_slices(offset, p, spans)]
     return cols.reshape(xp.shape[0], p.groups, p.in_per_group * p.kernel_volume,
                         prod(out_sz))
 
 
-def _wide_gemm(xp, wm, p, rows):
+def _wide_gemm(xp, wm, p, rows, col_buf, gemm_buf):
     """The outputs ``(images, groups, C_out / groups, rows, ...)`` of the output rows
-    ``rows`` of the images in ``xp`` (padded, C-contiguous), through the wide layout.
+    ``rows`` of the images in ``xp`` (padded, C-contiguous), through the wide layout,
+    a view of the workspace ``gemm_buf``.
 
     Row (c, tap) of the columns is the flat padded image from the tap's offset on: a
     view with one stride per kernel axis (the dilated step along that axis) and unit
@@ -187,8 +222,9 @@ def _wide_gemm(xp, wm, p, rows):
                          src.strides[:2] + tuple(d * s * isz for d, s in
                                                  zip(p.dilation, fs)) + (isz,),
                          writeable=False)
-    cols = alloc(windows.shape, dtype=xp.dtype)
+    cols = _view(col_buf, windows.shape)
     np.copyto(cols, windows)
-    res = np.matmul(wm, cols.reshape(nb, p.groups, -1, span))   # (nb, g, cog, span)
+    res = _view(gemm_buf, (nb, p.groups, wm.shape[1], span))
+    np.matmul(wm, cols.reshape(nb, p.groups, -1, span), out=res)
     return as_strided(res, res.shape[:3] + (nr,) + p.output_size[1:],
                       res.strides[:3] + tuple(s * isz for s in fs), writeable=False)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ...params import tap_spans
 from ._common import compute_dtype, finish, kernel_offsets, tap_slices
+from .workspace import workspace
 
 #: Upper bound on one step's gathered input and product: a share of the last-level
 #: cache, since every tap reads and writes them again (steps of 64 MiB made a batch of
@@ -92,18 +93,26 @@ def boxes(p):
 def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     cd = compute_dtype(p.dtype)
     g, cig, cog = p.groups, p.in_per_group, p.out_per_group
-    # (taps, g, C_out/g, C_in/g): each tap's weight matrices contiguous for the GEMM
-    wt = np.ascontiguousarray(np.moveaxis(
-        w.astype(cd, copy=False).reshape(g, cog, cig, p.kernel_volume), 3, 0))
     y = np.zeros((p.batch, g, cog) + p.output_size, dtype=cd)   # the taps add into it
     images, rows, _ = _plan(p, chunk_bytes, cd.itemsize)
-    taps = list(boxes(p))
     # one buffer each for the gathered input and the product, reused by every tap: a
     # fresh array a tap (megabytes for a stem layer) cost more in page faults than
     # its GEMM
     most = images * rows * prod(p.output_size[1:])
-    col_buf = np.empty(most * p.in_channels, dtype=cd)
-    out_buf = np.empty(most * p.out_channels, dtype=cd)
+    with workspace((p.kernel_volume, g, cog, cig), cd) as wt, \
+            workspace((most * p.in_channels,), cd) as col_buf, \
+            workspace((most * p.out_channels,), cd) as out_buf:
+        # (taps, g, C_out/g, C_in/g): each tap's weight matrices contiguous for the GEMM
+        np.copyto(wt, np.moveaxis(w.reshape(g, cog, cig, p.kernel_volume), 3, 0))
+        _accumulate(x, wt, y, p, images, rows, col_buf, out_buf)
+    return finish(y.reshape(p.output_shape), bias, p)
+
+
+def _accumulate(x, wt, y, p, images, rows, col_buf, out_buf):
+    """Add every tap's GEMM into ``y``, a chunk of ``images`` images and ``rows`` output
+    rows at a time."""
+    g, cig, cog = p.groups, p.in_per_group, p.out_per_group
+    taps = list(boxes(p))
     for n0 in range(0, p.batch, images):
         part = slice(n0, min(n0 + images, p.batch))
         nb = part.stop - part.start
@@ -125,4 +134,3 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
                 np.matmul(wt[t], cols.reshape(nb, g, cig, prod(size)), out=out)
                 y[(part, slice(None), slice(None)) + dst] += \
                     out.reshape((nb, g, cog) + size)
-    return finish(y.reshape(p.output_shape), bias, p)
