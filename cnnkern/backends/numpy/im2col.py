@@ -131,10 +131,11 @@ def _chunks(p, chunk_bytes, itemsize, layout="windows"):
 
 
 def _buffer_sizes(p, images, rows, layout):
-    """Elements of the largest chunk's padded images, columns and GEMM result (0 where
-    the chunk needs none)."""
+    """Elements of the largest chunk's padded (or cast) images, columns and GEMM result
+    (0 where the chunk needs none)."""
     nr = rows or p.output_size[0]
-    padded = images * p.in_channels * prod(p.padded_size)
+    copied = compute_dtype(p.dtype) != p.dtype or any(b or a for b, a in p.padding)
+    padded = images * p.in_channels * prod(p.padded_size) if copied else 0
     if layout == "wide":
         span = wide_span(p, nr)
         return padded, images * p.in_channels * p.kernel_volume * span, \
@@ -173,8 +174,9 @@ def _chunked_gemm(x, wm, y, p, cd, layout, buffers, chunks):
         nb, nr = images.stop - images.start, rows.stop - rows.start
         if xp_images != images:                 # pad the chunk's images only
             xp_images = images
-            xp = pad_input(x[images], p, cd,
-                           _view(pad_buf, (nb, p.in_channels) + p.padded_size))
+            shape = (nb, p.in_channels) + p.padded_size
+            out = _view(pad_buf, shape) if pad_buf.size else None
+            xp = pad_input(x[images], p, cd, out)
             if layout == "wide":                # (a cast keeps a transposed layout)
                 xp = np.ascontiguousarray(xp)
         out_sz = (nr,) + p.output_size[1:]
