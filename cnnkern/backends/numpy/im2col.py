@@ -24,6 +24,7 @@ the compute dtype (float32 for float16/float32 inputs) through NumPy's BLAS.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from math import prod
 
 import numpy as np
@@ -94,6 +95,13 @@ def _plan(p, chunk_bytes, itemsize, layout):
     """(whole images per chunk, 0) or (1, output rows per chunk), and the chunk's bytes:
     its columns, the padded copy of its images and, for part of an image or the wide
     layout, the GEMM's result."""
+    return _cached_plan(p, chunk_bytes, itemsize, layout, GROUP_BYTES)
+
+
+@lru_cache(maxsize=256)
+def _cached_plan(p, chunk_bytes, itemsize, layout, group_bytes):
+    """``_plan`` per call shape and bounds (a small layer's call is tens of
+    microseconds, and the plan took a few of them)."""
     image = _padded_image_bytes(p, itemsize)
     if layout == "wide":
         per_column = _bytes_per_position(p, itemsize, True)
@@ -101,7 +109,7 @@ def _plan(p, chunk_bytes, itemsize, layout):
     else:
         per_image = _bytes_per_position(p, itemsize) * prod(p.output_size) + image
     if per_image <= chunk_bytes:
-        step = min(p.batch, max(1, min(chunk_bytes, GROUP_BYTES) // per_image))
+        step = min(p.batch, max(1, min(chunk_bytes, group_bytes) // per_image))
         return step, 0, step * per_image
     if layout == "wide":                        # a row adds at most a padded row
         per_row = per_column * flat_strides(p)[0]
@@ -119,7 +127,12 @@ def workspace_bytes(p, chunk_bytes: int = CHUNK_BYTES) -> int:
 def _chunks(p, chunk_bytes, itemsize, layout="windows"):
     """(image range, output-row range) pairs whose columns (and GEMM result, for a part
     of an image or the wide layout) fit in ``chunk_bytes``."""
-    images, rows, _ = _plan(p, chunk_bytes, itemsize, layout)
+    return _planned_chunks(p, *_plan(p, chunk_bytes, itemsize, layout)[:2])
+
+
+def _planned_chunks(p, images, rows):
+    """The chunks of ``images`` whole images, or of ``rows`` output rows of one image
+    (``rows`` > 0)."""
     n_rows = p.output_size[0]
     if rows == 0:
         for n0 in range(0, p.batch, images):
@@ -130,6 +143,7 @@ def _chunks(p, chunk_bytes, itemsize, layout="windows"):
                 yield slice(n, n + 1), slice(r0, min(r0 + rows, n_rows))
 
 
+@lru_cache(maxsize=256)
 def _buffer_sizes(p, images, rows, layout):
     """Elements of the largest chunk's padded (or cast) images, columns and GEMM result
     (0 where the chunk needs none)."""
@@ -160,7 +174,7 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     with workspace((sizes[0],), cd) as pad_buf, workspace((sizes[1],), cd) as col_buf, \
             workspace((sizes[2],), cd) as gemm_buf:
         _chunked_gemm(x, wm, y, p, cd, layout, (pad_buf, col_buf, gemm_buf),
-                      _chunks(p, chunk_bytes, cd.itemsize, layout))
+                      _planned_chunks(p, images, rows))
     return finish(y.reshape(p.output_shape), bias, p)
 
 
