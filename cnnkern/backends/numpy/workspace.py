@@ -8,9 +8,9 @@ block above its mmap threshold (128 KiB at the start) afresh and unmaps it when 
 and gives the top of its heap back once more than twice the largest block freed so far
 lies free there. So in a fresh process a call whose workspaces are about its output's
 size found all of them new on every call: MobileNetV2's dw_14 at batch 8 took 1324
-page faults and 3.2-3.9 ms a call, against 0.6-0.9 ms with the memory kept; VGG-16's
-conv2_2 (the Winograd kernel's per-thread buffers, allocated inside Numba's loop) 64617
-faults and 408 ms against 281 and 176 (benchmarks/results/2026-11-23-cpu-page-faults.txt).
+page faults and 4.1 ms a call, against none and 0.9 ms now; VGG-16's conv1_2 137754
+faults and 298 ms against 50 and 131 (benchmarks/results/2026-11-23-cpu-fresh-process-
+b1.json and -b8.json; docs/performance.md, "Page faults").
 Two remedies, both here: the Python-side workspaces are kept (``workspace``), so a
 call's output is the only block it allocates and frees, as for PyTorch; and
 ``keep_freed_memory`` sets glibc's thresholds to the values its own heuristic reaches
