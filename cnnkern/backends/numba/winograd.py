@@ -43,7 +43,7 @@ from numba import njit, prange
 from ...winograd import float_transforms
 from ...threads import get_num_threads
 from ..numpy._common import alloc
-from ..numpy.workspace import workspace
+from ..numpy.workspace import prefix, workspace
 from ._layout import bias_or_zeros, compute_dtype, index_maps, sync_numba
 
 R = 3
@@ -446,8 +446,7 @@ def conv(x, w, bias, p, m):
         with workspace((prod(shape),), cd) as flat:
             for r0 in range(0, total, rows):
                 nr = min(rows, total - r0)
-                v = flat[:prod(shape[:2]) * nr * tw * shape[3]].reshape(
-                    shape[:2] + (nr * tw, shape[3]))
+                v = prefix(flat, shape[:2] + (nr * tw, shape[3]))
                 _input_stage(x4, hmap, wmap, bth, btw, v, th, tw, mh, mw, r0)
                 _channel_stage(w2, gh, gw, v, ath, atw, b, y, th, tw, r0, lanes)
     else:

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._common import alloc, compute_dtype, finish, kernel_offsets, pad_input, tap_slices
-from .workspace import workspace
+from .workspace import prefix, workspace
 
 #: Upper bound on one chunk's column matrix and padded images.
 CHUNK_BYTES = 64 * 2**20
@@ -159,11 +159,6 @@ def _buffer_sizes(p, images, rows, layout):
     return padded, columns, (p.out_channels * positions if rows else 0)
 
 
-def _view(flat, shape):
-    """The first elements of a flat workspace as a C-contiguous array of ``shape``."""
-    return flat[:prod(shape)].reshape(shape)
-
-
 def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     cd = compute_dtype(p.dtype)
     layout = layout_for(p)
@@ -189,7 +184,7 @@ def _chunked_gemm(x, wm, y, p, cd, layout, buffers, chunks):
         if xp_images != images:                 # pad the chunk's images only
             xp_images = images
             shape = (nb, p.in_channels) + p.padded_size
-            out = _view(pad_buf, shape) if pad_buf.size else None
+            out = prefix(pad_buf, shape) if pad_buf.size else None
             xp = pad_input(x[images], p, cd, out)
             if layout == "wide":                # (a cast keeps a transposed layout)
                 xp = np.ascontiguousarray(xp)
@@ -204,7 +199,7 @@ def _chunked_gemm(x, wm, y, p, cd, layout, buffers, chunks):
         if nr == p.output_size[0]:              # whole images: y[images] is contiguous
             np.matmul(wm, cols, out=y.reshape(p.batch, g, cog, -1)[images])
         else:
-            block = _view(gemm_buf, (1, g, cog, prod(out_sz)))
+            block = prefix(gemm_buf, (1, g, cog, prod(out_sz)))
             np.matmul(wm, cols, out=block)
             y[images, :, :, rows] = block.reshape((nb, g, cog) + out_sz)
 
@@ -214,7 +209,7 @@ def _columns(xp, p, rows, out_sz, col_buf):
     output rows ``rows`` of the images in ``xp`` (padded), in the workspace
     ``col_buf``."""
     spans = [(rows.start, rows.stop)] + [(0, n) for n in p.output_size[1:]]
-    cols = _view(col_buf, (xp.shape[0], p.in_channels, p.kernel_volume) + out_sz)
+    cols = prefix(col_buf, (xp.shape[0], p.in_channels, p.kernel_volume) + out_sz)
     for t, offset in enumerate(kernel_offsets(p.kernel_size)):
         cols[:, :, t] = xp[(slice(None), slice(None)) + tap_slices(offset, p, spans)]
     return cols.reshape(xp.shape[0], p.groups, p.in_per_group * p.kernel_volume,
@@ -238,9 +233,9 @@ def _wide_gemm(xp, wm, p, rows, col_buf, gemm_buf):
                          src.strides[:2] + tuple(d * s * isz for d, s in
                                                  zip(p.dilation, fs)) + (isz,),
                          writeable=False)
-    cols = _view(col_buf, windows.shape)
+    cols = prefix(col_buf, windows.shape)
     np.copyto(cols, windows)
-    res = _view(gemm_buf, (nb, p.groups, wm.shape[1], span))
+    res = prefix(gemm_buf, (nb, p.groups, wm.shape[1], span))
     np.matmul(wm, cols.reshape(nb, p.groups, -1, span), out=res)
     return as_strided(res, res.shape[:3] + (nr,) + p.output_size[1:],
                       res.strides[:3] + tuple(s * isz for s in fs), writeable=False)

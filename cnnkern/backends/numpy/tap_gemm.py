@@ -22,7 +22,7 @@ import numpy as np
 
 from ...params import tap_spans
 from ._common import compute_dtype, finish, kernel_offsets, tap_slices
-from .workspace import workspace
+from .workspace import prefix, workspace
 
 #: Upper bound on one step's gathered input and product: a share of the last-level
 #: cache, since every tap reads and writes them again (steps of 64 MiB made a batch of
@@ -126,11 +126,9 @@ def _accumulate(x, wt, y, p, images, rows, col_buf, out_buf):
                 src = tap_slices(offsets, p, box, padded=False)
                 dst = tuple(slice(lo, hi) for lo, hi in box)
                 size = tuple(hi - lo for lo, hi in box)
-                n_cols = nb * p.in_channels * prod(size)
-                cols = col_buf[:n_cols].reshape((nb, p.in_channels) + size)
+                cols = prefix(col_buf, (nb, p.in_channels) + size)
                 np.copyto(cols, x[(part, slice(None)) + src])       # float16: cast here
-                out = out_buf[:n_cols // p.in_channels * p.out_channels] \
-                    .reshape(nb, g, cog, prod(size))
+                out = prefix(out_buf, (nb, g, cog, prod(size)))
                 np.matmul(wt[t], cols.reshape(nb, g, cig, prod(size)), out=out)
                 y[(part, slice(None), slice(None)) + dst] += \
                     out.reshape((nb, g, cog) + size)

@@ -108,6 +108,12 @@ class workspace:
             self._buf = None
 
 
+def prefix(flat: np.ndarray, shape) -> np.ndarray:
+    """The first elements of a flat workspace as a C-contiguous array of ``shape``: a
+    chunk smaller than the largest one the workspace was sized for."""
+    return flat[:prod(shape)].reshape(shape)
+
+
 def kept_bytes() -> int:
     """Bytes of scratch buffers this thread keeps now."""
     return _KEPT.total
