@@ -1,17 +1,20 @@
 """The Numba ``depthwise`` algorithm's kernels timed on the suites' 2-D depthwise
-layers, and the plane kernel's rates of ``dispatch.NUMBA_RATES`` ("phase_*") fitted to them.
+layers, and the rates of ``dispatch.NUMBA_RATES`` of the plane kernel ("phase_*") or
+of the flat-row kernel ("flat_*") fitted to them.
 
     PYTHONPATH=. python benchmarks/depthwise_fit.py measure 1 out_b1.json
     PYTHONPATH=. python benchmarks/depthwise_fit.py measure 8 out_b8.json
-    PYTHONPATH=. python benchmarks/depthwise_fit.py fit out_b1.json out_b8.json
+    PYTHONPATH=. python benchmarks/depthwise_fit.py fit planes|flat out_b1.json out_b8.json
 
 ``measure <batch>`` runs every kernel that can take each layer (``planes``; ``rows``
-or ``taps``; ``blocks`` where ``depthwise_blocks.applies``), checks it against
+or ``taps``; ``blocks`` where ``depthwise_blocks.applies``; ``flat`` where
+``depthwise_flat.applies``), checks it against
 PyTorch in float64 (relative error under 1e-4) and times the kernels in turn, back to
 back after two warm-up calls: the median of up to 15 calls within 1.5 s, in three
 rounds, keeping each kernel's lowest median (the machine's noise moves a median by
 up to 2x between runs). ``fit`` solves non-negative least squares on relative error
-for the plane kernel's rates (``dispatch.planes_features``), prints them with the
+for the kernel's rates (``dispatch.planes_features``, ``depthwise_flat.features``),
+prints them with the
 model's ratio to each measured time, then the kernel the model picks with those rates
 against the fastest measured.
 """
@@ -22,7 +25,22 @@ from unittest import mock
 
 import numpy as np
 
-FEATURES = ("fill", "copy", "taps", "passes", "loops", "call")
+#: Per kernel: its features (the estimate's amounts) and the rates they fit, in order.
+FEATURES = {
+    "planes": (("fill", "copy", "taps", "passes", "loops", "call"),
+               ("phase_fill", "phase_copy", "phase_tap", "phase_pass", "phase_loop",
+                "phase_call")),
+    "flat": (("taps", "copy", "loops", "call"),
+             ("flat_tap", "flat_copy", "flat_loop", "flat_call")),
+}
+
+
+def _features(kernel, p):
+    from cnnkern import dispatch
+    from cnnkern.backends.numba import depthwise_flat
+    if kernel == "flat":
+        return depthwise_flat.features(p, 4)
+    return dispatch.planes_features(p, 4)
 
 
 def _median_s(fn, budget=1.5, reps=15):
@@ -48,9 +66,11 @@ def _layers(batch):
 
 def _kernels(p):
     from cnnkern.backends.numba.depthwise import uses_row_kernel
+    from cnnkern.backends.numba import depthwise_flat
     from cnnkern.backends.numba.depthwise_blocks import applies
     names = ["planes", "rows" if uses_row_kernel(p) else "taps"]
-    return names + (["blocks"] if names[1] == "taps" and applies(p) else [])
+    return names + (["blocks"] if names[1] == "taps" and applies(p) else []) + \
+        (["flat"] if depthwise_flat.applies(p) else [])
 
 
 def measure(batch, path):
@@ -84,10 +104,11 @@ def measure(batch, path):
                   indent=1)
 
 
-def fit(paths):
+def fit(kernel, paths):
     from cnnkern import dispatch
     from cnnkern.backends.numba import depthwise
     from benchmarks.nnls_fit import fit_rates
+    features, rate_names = FEATURES[kernel]
     names, a, t, rows = [], [], [], []
     for path in paths:
         with open(path) as fh:
@@ -96,15 +117,17 @@ def fit(paths):
         params = {ref: p for ref, _, p in _layers(batch)}
         for row in data["layers"]:
             p = params[row["id"]]
-            f = dispatch.planes_features(p, 4)
-            names.append(f"{row['id']} b{batch}")
-            a.append([f[k] for k in FEATURES])
-            t.append(row["seconds"]["planes"])
-            rows.append((names[-1], p, row["seconds"]))
-    coef = fit_rates(names, a, t, FEATURES, "call")
-    rates = dict(zip(("phase_fill", "phase_copy", "phase_tap", "phase_pass", "phase_loop"),
-                     (1 / c if c else float("inf") for c in coef[:5])),
-                 phase_call=coef[5])
+            rows.append((f"{row['id']} b{batch}", p, row["seconds"]))
+            if kernel not in row["seconds"]:
+                continue
+            f = _features(kernel, p)
+            names.append(rows[-1][0])
+            a.append([f[k] for k in features])
+            t.append(row["seconds"][kernel])
+    coef = fit_rates(names, a, t, features, "call")
+    rates = {name: (1 / c if c else float("inf")) for name, c in
+             zip(rate_names[:-1], coef[:-1])}
+    rates[rate_names[-1]] = coef[-1]
     print("picks with these rates (kernel run / fastest, time ratio):")
     with mock.patch.dict(dispatch.NUMBA_RATES, rates):
         for name, p, seconds in rows:
@@ -119,4 +142,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "measure":
         measure(int(sys.argv[2]), sys.argv[3])
     else:
-        fit(sys.argv[2:])
+        fit(sys.argv[2], sys.argv[3:])

@@ -124,6 +124,12 @@ NUMBA_RATES = {
     "phase_pass": float("inf"),  # output elements/s of each pass (fitted to no cost)
     "phase_loop": 1.43e8,  # its passes and filled rows per second (their fixed cost)
     "phase_call": 7.92e-5,  # its fixed cost per call, seconds
+    # The stride-1 flat-row kernel (depthwise_flat.py), fitted the same way to its 28
+    # timings on those layers (2026-11-23, benchmarks/depthwise_fit.py fit flat):
+    "flat_tap": 5.71e10,    # output elements x taps /s of its unrolled row loops
+    "flat_copy": 2.51e10,   # elements/s copied in, initialised and copied out
+    "flat_loop": 1.4e9,     # loops started per second (rows copied, kernel rows, groups)
+    "flat_call": 1.41e-5,   # its fixed cost per call, seconds
     # Winograd's two plans, fitted (non-negative least squares on relative error) to
     # 72 timings of each: the suites' 18 dense stride-1 3x3 layers, F2 and F4, batch 1
     # and 8, 2-core EPYC (benchmarks/winograd_plans.py; results 2026-11-23). The
@@ -195,9 +201,10 @@ def planes_features(p: ConvParams, itemsize: int) -> dict:
 @lru_cache(maxsize=256)
 def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float]:
     """Seconds for each kernel of the Numba ``depthwise`` algorithm that can take the
-    call: ``planes`` (NCHW planes), ``rows`` (channels last, 3/5/7 wide) or ``taps``
-    (channels last, any kernel). Cached per call shape: the estimate, the workspace and
-    the run each ask."""
+    call: ``planes`` (NCHW planes), ``flat`` (NCHW planes at stride 1, zero padding),
+    ``rows`` (channels last, 3/5/7 wide) or ``taps`` (channels last, any kernel).
+    Cached per call shape: the estimate, the workspace and the run each ask."""
+    from .backends.numba import depthwise_flat
     from .backends.numba.depthwise import uses_row_kernel
     scale = itemsize / 4
     rate = NUMBA_RATES
@@ -216,14 +223,19 @@ def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float
         visits = p.batch * out_vol * taps * p.inside_fraction
         seconds["taps"] = visits * -(-p.out_channels // 16) * scale / rate["tap_lanes"] + \
             rate["taps_call"]
+    if depthwise_flat.applies(p):
+        f = depthwise_flat.features(p, itemsize)
+        seconds["flat"] = f["taps"] / rate["flat_tap"] + \
+            f["copy"] * scale / rate["flat_copy"] + f["loops"] / rate["flat_loop"] + \
+            rate["flat_call"]
     return MappingProxyType(seconds)
 
 
 def depthwise_kernel(p: ConvParams, itemsize: int) -> str:
-    """The kernel the Numba ``depthwise`` algorithm runs for the call."""
+    """The kernel the Numba ``depthwise`` algorithm runs for the call: the one
+    estimated fastest."""
     seconds = depthwise_kernel_seconds(p, itemsize)
-    other = "rows" if "rows" in seconds else "taps"
-    return "planes" if seconds["planes"] < seconds[other] else other
+    return min(seconds, key=seconds.get)
 
 
 def winograd_m(name: str) -> int:

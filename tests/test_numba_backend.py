@@ -194,6 +194,59 @@ def test_depthwise_kernels_match_the_reference_on_random_calls(kernel, dtype, rn
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_flat_kernel_matches_the_reference(dtype, rng, monkeypatch):
+    """The flat-row kernel, forced, on 40 random stride-1 zero-padded calls of 1-2
+    dimensions: any size, padding (asymmetric too), dilation and multiplier, and
+    kernels 1-35 wide, so that rows of taps split into unrolled groups and a tail,
+    and kernels larger than the image, whose rows in the padding are skipped."""
+    from cnnkern.backends.numba import depthwise, depthwise_flat
+    from cnnkern.params import ConvParams
+    monkeypatch.setattr(depthwise, "kernel_for", lambda p: "flat")
+    seen = set()
+    for case in range(40):
+        nd = int(rng.integers(1, 3))
+        while True:
+            size = tuple(int(v) for v in rng.integers(1, 24, nd))
+            k = tuple(int(v) for v in rng.integers(1, 36 if case % 2 else 8, nd))
+            dil = tuple(int(v) for v in rng.integers(1, 3, nd))
+            pad = tuple((int(rng.integers(0, 2 + d * (j - 1))),
+                         int(rng.integers(0, 2 + d * (j - 1)))) for d, j in zip(dil, k))
+            if all(n + a + b >= d * (j - 1) + 1
+                   for n, (a, b), d, j in zip(size, pad, dil, k)):
+                break
+        c, mult = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+        x = rng.standard_normal((int(rng.integers(1, 4)), c) + size).astype(dtype)
+        w = rng.standard_normal((c * mult, 1) + k).astype(dtype)
+        b = rng.standard_normal(c * mult).astype(dtype)
+        kw = dict(padding=pad, dilation=dil, groups=c)
+        p = ConvParams.build(f"conv{nd}d", nd, x.shape, w.shape, dtype=dtype, **kw)
+        assert depthwise_flat.applies(p)
+        _, _, g, tail = depthwise_flat.plan(p)
+        seen.add((k[-1] > depthwise_flat.GROUP, tail > 0))
+        fn = getattr(ck, f"conv{nd}d")
+        y = fn(x, w, b, algo="depthwise", **kw)
+        ref = fn(*(a.astype(np.float64) for a in (x, w, b)), algo="direct",
+                 backend="numpy", **kw)
+        assert y.dtype == dtype
+        assert rel_err(y, ref) < (1e-5 if dtype == np.float32 else 1e-12), (x.shape, k, kw)
+    assert (True, True) in seen and (False, False) in seen
+
+
+def test_depthwise_flat_kernel_takes_stride_1_zero_padding_only():
+    """Strides, other padding modes and 3-D calls go to the other kernels."""
+    from cnnkern.backends.numba.depthwise_flat import applies
+    from cnnkern.params import ConvParams
+
+    def params(nd=2, **kw):
+        return ConvParams.build(f"conv{nd}d", nd, (1, 4) + (9,) * nd, (4, 1) + (3,) * nd,
+                                groups=4, dtype=np.float32, **kw)
+    assert applies(params(padding=1)) and applies(params(nd=1, padding=2, dilation=2))
+    assert not applies(params(padding=1, stride=2))
+    assert not applies(params(padding=1, padding_mode="reflect"))
+    assert not applies(params(nd=3, padding=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_depthwise_planes_copies_only_the_inside_at_stride_1(dtype, rng, monkeypatch):
     """Under zero padding at stride 1 each part of the plane kernel fills its buffer's
     padding with the first plane and copies only the inside of the others: 20 random
@@ -256,16 +309,16 @@ def suite_params(ref):
 
 
 @pytest.mark.parametrize("layer,kernel", [
-    ("mobilenetv2/dw_56_s2", "planes"), ("mobilenetv2/dw_112", "planes"),
-    ("replknet31b/dw31_s1", "planes"), ("convnext_t/dw7_s3", "rows"),
-    ("mobilenetv2/dw_7", "rows"), ("replknet31b/dw31_s3", "blocks"),
-    ("replknet31b/dw13_s4", "blocks"), ("convnext_t/dw7_s4", "blocks"),
+    ("mobilenetv2/dw_56_s2", "planes"), ("mobilenetv2/dw_112", "flat"),
+    ("replknet31b/dw31_s1", "flat"), ("convnext_t/dw7_s3", "flat"),
+    ("mobilenetv2/dw_7", "flat"), ("replknet31b/dw31_s3", "blocks"),
+    ("replknet31b/dw13_s4", "flat"), ("convnext_t/dw7_s4", "flat"),
 ])
 def test_depthwise_runs_the_kernel_measured_fastest(layer, kernel):
     """At batch 1 the cost model picks the kernel that measured fastest on these layers
-    (2-core EPYC, docs/dispatch.md): NCHW planes for large images with few channels,
-    channels last for small images with many, in channel blocks where the weights
-    outweigh the image."""
+    (2-core EPYC, docs/dispatch.md): the flat-row kernel at stride 1 under zero
+    padding, but for a 31x31 kernel on a 14x14 image with 512 channels, which the
+    channel blocks take; the stride-phase planes at stride 2."""
     from cnnkern.backends.numba.depthwise import kernel_for
     assert kernel_for(suite_params(layer)) == kernel
 
@@ -351,8 +404,8 @@ SCRIPT = """
 import json, sys, time
 import numpy as np
 import cnnkern as ck
-from cnnkern.backends.numba import (depthwise, depthwise_blocks, depthwise_planes,
-                                    direct, im2col_blocks, winograd)
+from cnnkern.backends.numba import (depthwise, depthwise_blocks, depthwise_flat,
+                                    depthwise_planes, direct, im2col_blocks, winograd)
 plan_for = winograd.plan_for
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)
@@ -366,12 +419,14 @@ depthwise.kernel_for = lambda p: "planes"
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
 depthwise.kernel_for = lambda p: "blocks"
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
+depthwise.kernel_for = lambda p: "flat"
+ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
 ck.conv2d(x, w, padding=1, algo="im2col_blocks")
 first = time.perf_counter() - t0
 stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats,
          winograd._channel_stage.stats, depthwise._depthwise_rows.stats,
          depthwise_planes._planes_kernel.stats, im2col_blocks._blocks_kernel.stats,
-         depthwise_blocks._blocks_taps.stats]
+         depthwise_blocks._blocks_taps.stats, depthwise_flat._flat_kernel.stats]
 print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
                       misses=sum(len(s.cache_misses) for s in stats))))
 """

@@ -1,10 +1,12 @@
 """Depthwise convolution in Numba (groups == input channels, any channel multiplier).
 
-Four kernels; ``kernel_for`` runs the one the dispatcher's cost model rates cheapest.
-Large images with few channels go to ``depthwise_planes.py``, which works on the NCHW
-planes in place; small images whose weights outweigh them, where the tap-list kernel
-would be chosen, to ``depthwise_blocks.py``, which transposes nothing whole. The
-other two work channels last: the innermost loop runs over channels, long and
+Five kernels; ``kernel_for`` runs the one the dispatcher's cost model rates cheapest.
+Calls at stride 1 under zero padding mostly go to ``depthwise_flat.py`` (NCHW planes,
+one unrolled flat loop per kernel row), other strides and padding modes on large
+images to ``depthwise_planes.py`` (NCHW planes split by stride phase); small images
+whose weights outweigh them, where the tap-list kernel would be chosen, to
+``depthwise_blocks.py``, which transposes nothing whole. The other two work channels
+last: the innermost loop runs over channels, long and
 unit-stride however small the image is. They share the layout (a channels-last copy
 of a batch chunk, weights as one channel vector per tap, output rows accumulated per
 thread and written NCHW):
@@ -31,6 +33,7 @@ from ..numpy.workspace import workspace
 from ._layout import compute_dtype, depthwise_operands, index_maps, pads3, triple
 from .depthwise_blocks import applies as blocks_apply
 from .depthwise_blocks import blocks_workspace, depthwise_blocks
+from .depthwise_flat import depthwise_flat, flat_workspace
 from .depthwise_planes import depthwise_planes, planes_workspace
 
 
@@ -267,9 +270,10 @@ def _images_per_chunk(p, padded: bool) -> int:
 
 
 def kernel_for(p) -> str:
-    """The kernel for the call by the dispatcher's cost model: ``planes``
-    (``depthwise_planes.py``), ``rows`` or ``taps``; ``taps`` becomes ``blocks``
-    (``depthwise_blocks.py``) where the weights outweigh the input."""
+    """The kernel for the call by the dispatcher's cost model: ``flat``
+    (``depthwise_flat.py``), ``planes`` (``depthwise_planes.py``), ``rows`` or
+    ``taps``; ``taps`` becomes ``blocks`` (``depthwise_blocks.py``) where the weights
+    outweigh the input."""
     from ...dispatch import depthwise_kernel
     kernel = depthwise_kernel(p, compute_dtype(p.dtype).itemsize)
     return "blocks" if kernel == "taps" and blocks_apply(p) else kernel
@@ -285,6 +289,8 @@ def depthwise(x, w, bias, p):
         return depthwise_planes(x, w, bias, p)
     if kernel == "blocks":
         return depthwise_blocks(x, w, bias, p)
+    if kernel == "flat":
+        return depthwise_flat(x, w, bias, p)
     x3, w2, b, y = depthwise_operands(x, w, bias, p)
     cd = x3.dtype
     wt = _weights_last(w2).reshape(triple(p.kernel_size, 1) + (p.out_channels,))
@@ -315,14 +321,17 @@ def depthwise(x, w, bias, p):
 
 
 def depthwise_workspace(p) -> int:
-    """The workspace of the kernel ``kernel_for`` picks: the phase buffers of
-    ``depthwise_planes``, the blocks of ``depthwise_blocks``, or the channels-last input
+    """The workspace of the kernel ``kernel_for`` picks: the buffers of
+    ``depthwise_flat``, the phase buffers of ``depthwise_planes``, the blocks of
+    ``depthwise_blocks``, or the channels-last input
     copy of one batch chunk and a row buffer per thread."""
     kernel = kernel_for(p)
     if kernel == "planes":
         return planes_workspace(p)
     if kernel == "blocks":
         return blocks_workspace(p)
+    if kernel == "flat":
+        return flat_workspace(p)
     padded = _copies_padding(p, kernel == "rows")
     row = p.out_channels * p.output_size[-1] * compute_dtype(p.dtype).itemsize
     return _images_per_chunk(p, padded) * _image_bytes(p, padded) + \
