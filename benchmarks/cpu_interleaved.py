@@ -9,7 +9,7 @@ fastest of all timed calls (rounds x 3). ``cnnkern bench`` times each contender 
 one block, which a noise burst can land on alone. Prints torch's time and each
 algorithm's time and ratio (> 1: cnnkern faster); an error over 1e-4 against the
 float64 result is printed next to the ratio. ``depthwise:KERNEL`` runs the Numba
-``depthwise`` algorithm with that kernel forced (planes, rows, taps or blocks),
+``depthwise`` algorithm with that kernel forced (flat, planes, rows, taps or blocks),
 ``im2col:LAYOUT`` im2col with that column layout (windows or wide),
 ``im2col_group:MIB`` im2col with several images per chunk only up to MIB MiB,
 ``winograd_f4x4_3x3:PLAN`` (or F(2x2)) Winograd with that plan (tiles or channels).

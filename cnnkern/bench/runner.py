@@ -134,6 +134,9 @@ def _figures(entry: dict, lay: LayerCase, device: Device) -> None:
 #: Seconds of quiet before each CPU measurement: OpenBLAS workers spin about 0.1 s
 #: after a call, OpenMP workers a little less.
 COOL_DOWN_S = 0.15
+#: A checked run longer than this gets a second call before the timed ones (it may
+#: have compiled); a call still this slow is not warmed up again.
+SLOW_FIRST_S = 0.1
 
 
 def _measure(run: Callable, lay: LayerCase, device: Device, tolerance: float, repeat: int,
@@ -158,9 +161,16 @@ def _measure(run: Callable, lay: LayerCase, device: Device, tolerance: float, re
             # let the previous contender's idle threads (OpenBLAS, OpenMP) stop spinning,
             # or they steal this one's cores
             time.sleep(COOL_DOWN_S)
-            # a slow call gets fewer runs (at least one) and its checked run as warm-up
+            if first > SLOW_FIRST_S:
+                # the checked run may have compiled a kernel (Numba's JIT, seconds the
+                # first time a machine sees a specialisation): a second call says how
+                # slow the call is, and warms it up
+                t0 = time.perf_counter()
+                run()
+                first = min(first, time.perf_counter() - t0)
+            # a slow call gets fewer runs (at least one)
             runs = max(1, min(repeat, int(budget / max(first, 1e-9))))
-            times = timing.cpu_times(run, runs, warmup=0 if first > 0.1 else 1)
+            times = timing.cpu_times(run, runs, warmup=0 if first > SLOW_FIRST_S else 1)
         entry.update(timing.summarize(times), status="ok")
     except Exception as exc:  # noqa: BLE001
         entry.update(status="failed", error=_one_line(exc))
@@ -315,7 +325,9 @@ def run_suite(chosen: list, device: Device, dtype, batch: int, repeat: int,
     """Run the layers ``chosen`` (from ``select_layers``); return the results document.
 
     On the CPU a measurement whose checked run took longer than ``budget / repeat``
-    seconds gets ``budget / that`` timed runs (at least one; ``runs`` in the entry).
+    seconds gets ``budget / that`` timed runs (at least one; ``runs`` in the entry);
+    a checked run over ``SLOW_FIRST_S`` is followed by one more call, and the faster of
+    the two counts (the first may have compiled the kernel).
     ``autotune`` also records what ``algo="autotune"`` picks, timed afresh.
     ``progress(total_layers)``, if given, returns ``tick(label, layer_done)``, called
     before each measurement and after each layer."""
