@@ -3,13 +3,14 @@ small images of the networks' last stages (7x7 to 28x28), where the channels-las
 kernels of ``depthwise.py`` spend more time transposing than convolving.
 
 Each unit of work is one (image, input channel) plane, copied into a per-thread buffer
-whose rows are ``pitch`` = W + max(left, right padding) apart: the zeros after a row
-are the right padding of that row and the left padding of the next, and the zero rows
-above and below the plane are written once per thread and never again. With the
-output laid out at the same pitch, every kernel row is one flat loop over the output
-rows it reaches, whatever the image's width:
+whose rows are ``pitch`` = W + max(left, right padding) apart (input row ``r`` at
+``left + (top + r) * pitch``): the zeros after a row are the right padding of that row
+and the left padding of the next, and the zero rows above and below the plane are
+written once per thread and never again. With the output laid out at the same pitch
+(``q = oh * pitch + ow``), every kernel row is one flat loop over the output rows it
+reaches, whatever the image's width:
 
-    out[q] += sum_j w[kh, j] * buf[q + kh * dh * pitch + j * dw - left]
+    out[q] += sum_j w[kh, j] * buf[q + kh * dh * pitch + j * dw]
 
 The kernel width is a compile-time constant (a tuple's length; up to ``GROUP`` taps,
 wider kernels in groups of that width and one narrower group), so the taps unroll,
@@ -25,6 +26,7 @@ channel.
 from __future__ import annotations
 
 from functools import lru_cache
+
 import numpy as np
 from numba import njit, prange
 
