@@ -269,6 +269,13 @@ def _images_per_chunk(p, padded: bool) -> int:
     return max(1, min(p.batch, CHUNK_BYTES // _image_bytes(p, padded)))
 
 
+#: The kernels of their own modules, which read the NCHW input as it is: name ->
+#: (run, workspace bytes).
+NCHW_KERNELS = {"flat": (depthwise_flat, flat_workspace),
+                "planes": (depthwise_planes, planes_workspace),
+                "blocks": (depthwise_blocks, blocks_workspace)}
+
+
 def kernel_for(p) -> str:
     """The kernel for the call by the dispatcher's cost model: ``flat``
     (``depthwise_flat.py``), ``planes`` (``depthwise_planes.py``), ``rows`` or
@@ -285,12 +292,8 @@ def depthwise(x, w, bias, p):
     index maps (padded, or unpadded for the tap-list kernel under zero padding), then
     the kernel writes the NCHW output."""
     kernel = kernel_for(p)
-    if kernel == "planes":
-        return depthwise_planes(x, w, bias, p)
-    if kernel == "blocks":
-        return depthwise_blocks(x, w, bias, p)
-    if kernel == "flat":
-        return depthwise_flat(x, w, bias, p)
+    if kernel in NCHW_KERNELS:
+        return NCHW_KERNELS[kernel][0](x, w, bias, p)
     x3, w2, b, y = depthwise_operands(x, w, bias, p)
     cd = x3.dtype
     wt = _weights_last(w2).reshape(triple(p.kernel_size, 1) + (p.out_channels,))
@@ -326,12 +329,8 @@ def depthwise_workspace(p) -> int:
     ``depthwise_blocks``, or the channels-last input
     copy of one batch chunk and a row buffer per thread."""
     kernel = kernel_for(p)
-    if kernel == "planes":
-        return planes_workspace(p)
-    if kernel == "blocks":
-        return blocks_workspace(p)
-    if kernel == "flat":
-        return flat_workspace(p)
+    if kernel in NCHW_KERNELS:
+        return NCHW_KERNELS[kernel][1](p)
     padded = _copies_padding(p, kernel == "rows")
     row = p.out_channels * p.output_size[-1] * compute_dtype(p.dtype).itemsize
     return _images_per_chunk(p, padded) * _image_bytes(p, padded) + \

@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...threads import get_num_threads
-from ._layout import compute_dtype, depthwise_operands
+from ._layout import compute_dtype, copy_run, depthwise_operands, triple
 
 #: Widest group of taps unrolled in one loop: its weights and the running sum fill
 #: 17 of the 32 vector registers.
@@ -65,29 +65,25 @@ def _add_row(yb, buf, wt, k, w0, q0, n, src, dw, width):
 @njit(cache=True, parallel=True, fastmath={"contract", "reassoc"})
 def _flat_kernel(x, wt, bias, y, mult, geo, runs, width, tail, parts):
     """``y[n, c * mult + j]`` for every (image, channel) unit ``(n, c)`` of the
-    ``(N, C, H, W)`` input ``x``. ``geo``: top and left padding, pitch, dilation
-    (rows, columns), kernel width. ``runs[kh]``: first output row, elements and
-    first buffer element of kernel row ``kh``'s flat loop (no elements: skipped)."""
+    ``(N, C, H, W)`` input ``x``. ``geo``: top and left padding, pitch, column
+    dilation, kernel width, buffer and output-buffer elements (``plan``).
+    ``runs[kh]``: first output row, elements and first buffer element of kernel row
+    ``kh``'s flat loop (no elements: skipped)."""
     n_, c_, hi, wi = x.shape
     oh_, ow_ = y.shape[2], y.shape[3]
-    top, left, pitch = geo[0], geo[1], geo[2]
-    dw, kw_ = geo[4], geo[5]
+    top, left, pitch, dw, kw_, size, length = geo[0], geo[1], geo[2], geo[3], geo[4], \
+        geo[5], geo[6]
     g, gt = len(width), len(tail)
     kh_ = runs.shape[0]
-    size = left + (top + hi + 2) * pitch + VECTOR + kw_ * dw
-    length = oh_ * pitch + VECTOR
     units = n_ * c_
-    xf = x.reshape(units, hi * wi)
-    yf = y.reshape(n_ * y.shape[1], oh_ * ow_)
+    xf = x.reshape(x.size)
+    yf = y.reshape(y.size)
     for part in prange(parts):
         buf = np.zeros(size, dtype=x.dtype)
         yb = np.empty(length, dtype=y.dtype)
         for u in range(part * units // parts, (part + 1) * units // parts):
             for r in range(hi):
-                d0 = np.uint64(left + (top + r) * pitch)
-                s0 = np.uint64(r * wi)
-                for i in range(np.uint64(wi)):
-                    buf[d0 + i] = xf[u, s0 + i]
+                copy_run(buf, left + (top + r) * pitch, xf, (u * hi + r) * wi, wi, 1)
             for m in range(mult):
                 k = (u % c_) * mult + m
                 for i in range(length):
@@ -103,12 +99,9 @@ def _flat_kernel(x, wt, bias, y, mult, geo, runs, width, tail, parts):
                         j0 += g
                     if gt > 0:
                         _add_row(yb, buf, wt, k, w0 + j0, q0, n, src + j0 * dw, dw, tail)
-                out = (u // c_) * y.shape[1] + k
+                out = ((u // c_) * y.shape[1] + k) * oh_
                 for r in range(oh_):
-                    d0 = np.uint64(r * ow_)
-                    s0 = np.uint64(r * pitch)
-                    for i in range(np.uint64(ow_)):
-                        yf[out, d0 + i] = yb[s0 + i]
+                    copy_run(yf, (out + r) * ow_, yb, r * pitch, ow_, 1)
 
 
 def applies(p) -> bool:
@@ -119,16 +112,17 @@ def applies(p) -> bool:
 def _plane(p):
     """The call as one 2-D plane: (H, W), (KH, KW), dilations, ((top, bottom),
     (left, right)), (OH, OW)."""
-    def two(values, fill):
-        values = tuple(values)
-        return (fill,) * (2 - len(values)) + values
-    return (two(p.input_size, 1), two(p.kernel_size, 1), two(p.dilation, 1),
-            two(p.padding, (0, 0)), two(p.output_size, 1))
+    return (triple(p.input_size, 1)[1:], triple(p.kernel_size, 1)[1:],
+            triple(p.dilation, 1)[1:], triple(p.padding, (0, 0))[1:],
+            triple(p.output_size, 1)[1:])
 
 
 @lru_cache(maxsize=256)
 def plan(p):
-    """(geo, runs, group width, tail width) of ``_flat_kernel`` for the call."""
+    """(geo, runs, group width, tail width) of ``_flat_kernel`` for the call. The
+    buffer holds the plane, two zero rows and a vector's worth of slack below it (the
+    loops' rounding and the taps past the last row's end read zeros there); the
+    output buffer the pitched output plane and the same slack."""
     (hi, wi), (kh_, kw_), (dh, dw), ((top, _), (left, right)), (oh_, ow_) = _plane(p)
     pitch = wi + max(left, right)
     runs = np.zeros((kh_, 3), np.int64)
@@ -140,7 +134,8 @@ def plan(p):
             runs[kh] = lo, -(-n // VECTOR) * VECTOR, (lo + kh * dh) * pitch
     groups = -(-kw_ // GROUP)
     g = min(kw_, GROUP)
-    geo = np.array([top, left, pitch, dh, dw, kw_], np.int64)
+    size = left + (top + hi + 2) * pitch + VECTOR + kw_ * dw
+    geo = np.array([top, left, pitch, dw, kw_, size, oh_ * pitch + VECTOR], np.int64)
     return geo, runs, g, kw_ - (groups - 1) * g if kw_ % g else 0
 
 
@@ -151,7 +146,7 @@ def features(p, itemsize: int) -> dict:
     geo, runs, g, _ = plan(p)
     (hi, wi), _, _, _, (oh_, ow_) = _plane(p)
     units, planes = p.batch * p.in_channels, p.batch * p.out_channels
-    kw_ = int(geo[5])
+    kw_ = int(geo[4])
     groups = -(-kw_ // g)
     active = int(np.count_nonzero(runs[:, 1]))
     return {"taps": planes * int(runs[:, 1].sum()) * kw_ * itemsize / 4,
@@ -160,21 +155,15 @@ def features(p, itemsize: int) -> dict:
 
 
 def depthwise_flat(x, w, bias, p):
-    x3, w2, b, y = depthwise_operands(x, w, bias, p)
-    (hi, wi), _, _, _, (oh_, ow_) = _plane(p)
+    x3, w2, b, y = depthwise_operands(x, w, bias, p)      # (N, C, 1, H, W)
     geo, runs, g, gt = plan(p)
     parts = max(1, min(p.batch * p.in_channels, 4 * get_num_threads()))
-    _flat_kernel(x3.reshape(p.batch, p.in_channels, hi, wi), w2, b,
-                 y.reshape(p.batch, p.out_channels, oh_, ow_), p.out_per_group, geo,
-                 runs, (0,) * g, (0,) * gt, parts)
+    _flat_kernel(x3[:, :, 0], w2, b, y[:, :, 0], p.out_per_group, geo, runs, (0,) * g,
+                 (0,) * gt, parts)
     return y.reshape(p.output_shape).astype(p.dtype, copy=False)
 
 
 def flat_workspace(p) -> int:
     """A plane buffer and a pitched output plane per thread."""
-    geo, _, _, _ = plan(p)
-    (hi, _), _, _, _, (oh_, _) = _plane(p)
-    top, left, pitch, _, dw, kw_ = (int(v) for v in geo)
-    size = left + (top + hi + 2) * pitch + VECTOR + kw_ * dw
-    return get_num_threads() * (size + oh_ * pitch + VECTOR) * \
-        compute_dtype(p.dtype).itemsize
+    geo = plan(p)[0]
+    return get_num_threads() * int(geo[5] + geo[6]) * compute_dtype(p.dtype).itemsize
