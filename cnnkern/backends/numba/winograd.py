@@ -221,50 +221,46 @@ def _filter_block(w2, gh, gw, k0, c0, nc, u3, taps, tmp):
     """``u3[(a, b), c0 + c, o] = (G_h w[k0 + o, c0 + c] G_w^T)[a, b]`` for ``nc`` input
     channels from ``c0`` and the ``u3.shape[2]`` filters from ``k0``, vectorized over
     the filters (the layout ``u`` has for the GEMMs). ``w2`` is the weight as
-    (K, C/groups * kh * kw); ``taps`` and ``tmp`` (one row more than ``ah * kw``) are
-    2-D buffers of the caller's.
+    (K, C/groups * kh * kw); ``taps`` (FILTER_CHANNELS * kh * kw rows) and ``tmp``
+    (FILTER_CHANNELS * ah * kw rows) are 2-D buffers of the caller's.
 
     The taps are gathered filter by filter, a contiguous run of each, into rows
     ROW_SKEW longer than the filters: with C = 512, one input channel of every filter
     is a column of reads 18 KiB apart and unskewed rows a column of writes 2 KiB apart,
     and either falls in a few L1 sets (the gather ran 5x slower and took 60% of the
-    transform)."""
+    transform). Each transformed element is one expression over the R taps it sums
+    (R is a constant: the loop unrolls, one store per element), and each point's
+    channels are written as one contiguous run."""
     ah, kh = gh.shape
-    aw, kw = gw.shape
-    nb = u3.shape[2]
-    uo, uk = np.uint64(nb), np.uint64(k0)
-    run = np.uint64(nc * kh * kw)
-    s0 = np.uint64(c0 * kh * kw)
+    aw = gw.shape[0]
+    uo, uk = np.uint64(u3.shape[2]), np.uint64(k0)
+    run = np.uint64(nc * kh * R)
+    s0 = np.uint64(c0 * kh * R)
     for o in range(uo):
         for r in range(run):
             taps[r, o] = w2[uk + o, s0 + r]
-    for c in range(nc):
+    for c in range(nc):                 # along the kernel columns: tmp[(c, a, j), :]
+        t0 = c * kh * R
         for a in range(ah):
-            for j in range(kw):
-                row = a * kw + j
+            row = (c * ah + a) * R
+            for j in range(R):
+                if kh == 1:             # 1-D: G_h is [[1]]
+                    for o in range(uo):
+                        tmp[row + j, o] = taps[t0 + j, o]
+                else:
+                    g0, g1, g2 = gh[a, 0], gh[a, 1], gh[a, 2]
+                    for o in range(uo):
+                        tmp[row + j, o] = g0 * taps[t0 + j, o] + \
+                            g1 * taps[t0 + R + j, o] + g2 * taps[t0 + 2 * R + j, o]
+    for a in range(ah):                 # along the kernel rows
+        for b in range(aw):
+            g0, g1, g2 = gw[b, 0], gw[b, 1], gw[b, 2]
+            p = a * aw + b
+            for c in range(nc):
+                row = (c * ah + a) * R
                 for o in range(uo):
-                    tmp[row, o] = 0
-                for i in range(kh):
-                    coef = gh[a, i]
-                    if coef != 0:
-                        src = (c * kh + i) * kw + j
-                        for o in range(uo):
-                            tmp[row, o] += coef * taps[src, o]
-        for a in range(ah):
-            for b in range(aw):
-                # summed in a row of tmp: the rows of u3 a point apart are C * nb
-                # elements apart, and with C = 512 all 16-36 of them fall in one L1 set
-                for o in range(uo):
-                    tmp[ah * kw, o] = 0
-                for j in range(kw):
-                    coef = gw[b, j]
-                    if coef != 0:
-                        row = a * kw + j
-                        for o in range(uo):
-                            tmp[ah * kw, o] += coef * tmp[row, o]
-                p = a * aw + b
-                for o in range(uo):
-                    u3[p, c0 + c, o] = tmp[ah * kw, o]
+                    u3[p, c0 + c, o] = g0 * tmp[row, o] + g1 * tmp[row + 1, o] + \
+                        g2 * tmp[row + 2, o]
 
 
 @njit(cache=True, parallel=True)
@@ -280,7 +276,7 @@ def _filter_transform(w2, gh, gw, u):
         g, c0 = q // blocks, (q % blocks) * FILTER_CHANNELS
         nc = min(FILTER_CHANNELS, cig - c0)
         taps = np.empty((FILTER_CHANNELS * kh * kw, cog + ROW_SKEW), dtype=u.dtype)
-        tmp = np.empty((ah * kw + 1, cog + ROW_SKEW), dtype=u.dtype)
+        tmp = np.empty((FILTER_CHANNELS * ah * kw, cog + ROW_SKEW), dtype=u.dtype)
         _filter_block(w2, gh, gw, g * cog, c0, nc, u[g], taps, tmp)
 
 
@@ -321,7 +317,7 @@ def _channel_stage(w2, gh, gw, v, ath, atw, bias, y, tiles_h, tiles_w, r0, lanes
         k0 = g * cog + o0
         u3 = np.empty((pts, cig, nb), dtype=y.dtype)
         taps = np.empty((FILTER_CHANNELS * kh * kw, nb + ROW_SKEW), dtype=y.dtype)
-        tmp = np.empty((ah * kw + 1, nb + ROW_SKEW), dtype=y.dtype)
+        tmp = np.empty((FILTER_CHANNELS * ah * kw, nb + ROW_SKEW), dtype=y.dtype)
         for c0 in range(0, cig, FILTER_CHANNELS):
             _filter_block(w2, gh, gw, k0, c0, min(FILTER_CHANNELS, cig - c0), u3, taps,
                           tmp)
@@ -408,17 +404,18 @@ def workspace_bytes(p, m) -> int:
     a chunk of transformed tiles, and per thread a block of channels'."""
     itemsize = compute_dtype(p.dtype).itemsize
     threads = get_num_threads()
+    th, tw, mh, mw = _tiles(p, m)
+    ah, aw = _alphas(p, m)
+    gather_rows = FILTER_CHANNELS * (R + ah) * R       # _filter_block's taps and tmp
     if plan_for(p, m) == "tiles":
         filters = _points(p, m) * p.out_channels * p.in_per_group * itemsize
         rows, seg = _work_split(p, m, threads)
-        return threads * _item_bytes(p, m, rows, seg) + filters
-    th, tw, mh, mw = _tiles(p, m)
-    ah, aw = _alphas(p, m)
+        gather = gather_rows * (p.out_per_group + ROW_SKEW) * itemsize
+        return threads * max(_item_bytes(p, m, rows, seg), gather) + filters
     lanes = _lanes(p)
     slab = (ah * (tw * mw + aw) + ah * aw) * p.in_channels
     block = _points(p, m) * p.in_per_group * lanes + \
-        (FILTER_CHANNELS * R * R + ah * R + 1) * (lanes + ROW_SKEW) + \
-        mh * (tw * mw + aw) * lanes
+        gather_rows * (lanes + ROW_SKEW) + mh * (tw * mw + aw) * lanes
     chunk = min(p.batch * th, _chunk_rows(p, m)) * _row_bytes(p, m)
     return chunk + threads * (max(slab * itemsize, block * itemsize))
 
