@@ -151,17 +151,23 @@ NUMBA_RATES = {
     "tap_cols": 2.37e10,     # bytes/s of gathered input
     "tap_adds": 1.02e10,     # bytes/s of products added into the output
     "tap_step": 1.07e-5,     # seconds per tap and step (GEMM call, gather, add)
-    # im2col (the NumPy code), fitted to the 66 layers of
-    # benchmarks/results/2026-11-22-cpu-numba-bench-all.json:
-    "im2col_gemm": 1.57e11,  # FLOP/s
-    "im2col_copy": 5.3e9,    # bytes/s of column copies
-    "im2col_call": 4.5e-5,   # seconds of fixed cost per call
+    # im2col (the NumPy code, its windows filled by backends/numba/columns.py), fitted
+    # to its 66 layers of benchmarks/results/2026-11-23-cpu-im2col-fill-b1.json
+    # (benchmarks/im2col_fit.py; NumPy's tap-by-tap copies had fitted 5.3e9 B/s):
+    "im2col_gemm": 1.61e11,  # FLOP/s
+    "im2col_copy": 7.45e9,   # bytes/s of column copies
+    "im2col_strided": 4.12e9,  # ... where the last axis is strided (element by element)
+    "im2col_call": 3.82e-5,  # seconds of fixed cost per call
     # im2col's column layouts (the copies alone, 2026-11-23, 2-core EPYC, batch 1):
     "windows_bytes": 5.2e10,  # bytes/s of columns copied tap by tap
     "windows_runs": 2.0e8,    # output rows copied per second (short rows cost more)
     "windows_tap": 2.6e-6,    # seconds per tap (one NumPy copy each)
     "wide_bytes": 4.5e10,     # bytes/s of the wide layout's one strided copy
     "wide_out": 1.0e10,       # bytes/s of its GEMM result, written and read back
+    # the windows filled by the Numba backend's compiled loop (backends/numba/columns.py;
+    # fitted on the stride-1 suite layers, batch 1 and 8, benchmarks/im2col_fill.py):
+    "fill_bytes": 6.3e10,     # bytes/s of columns
+    "fill_runs": 4.2e8,       # output rows copied per second
     # im2col_blocks, fitted to its 55 non-depthwise suite layers (batch 1, 2026-11-23);
     # each term is divided by the fraction of the threads its blocks can keep busy:
     "blocks_gemm": 2.05e11,  # FLOP/s of the per-block one-thread GEMMs, all threads
@@ -270,26 +276,32 @@ def winograd_plan(p: ConvParams, m: int) -> str:
 WIDE_MARGIN = 0.6
 
 
-def im2col_layout(p: ConvParams) -> str:
-    """The column layout im2col uses for the call (``backends/numpy/im2col.py``)."""
-    seconds = im2col_layout_seconds(p)
+def im2col_layout(p: ConvParams, filled: bool = False) -> str:
+    """The column layout im2col uses for the call (``backends/numpy/im2col.py``);
+    ``filled``: its windows come from the Numba backend's compiled fill."""
+    seconds = im2col_layout_seconds(p, filled)
     wide = seconds.get("wide")
     return "wide" if wide is not None and wide < WIDE_MARGIN * seconds["windows"] \
         else "windows"
 
 
 @lru_cache(maxsize=256)
-def im2col_layout_seconds(p: ConvParams) -> Mapping[str, float]:
+def im2col_layout_seconds(p: ConvParams, filled: bool = False) -> Mapping[str, float]:
     """Seconds of what differs between im2col's column layouts. Windows: the columns
-    copied tap by tap (bytes, runs of an output row, a NumPy call per tap). Wide: one
+    copied tap by tap (bytes, runs of an output row, a NumPy call per tap), or with
+    ``filled`` by the Numba backend's loop (bytes, runs). Wide: one
     copy of its columns, the GEMM's extra columns, and its result written and read back
     (the windows' GEMM writes into the output)."""
     from .backends.numpy.im2col import wide_possible, wide_span
     itemsize = _itemsize(p)
     rate = NUMBA_RATES
     runs = p.batch * p.in_channels * p.kernel_volume * prod(p.output_size[:-1])
-    seconds = {"windows": _column_bytes(p, itemsize) / rate["windows_bytes"] +
-               runs / rate["windows_runs"] + p.kernel_volume * rate["windows_tap"]}
+    if filled:
+        seconds = {"windows": _column_bytes(p, itemsize) / rate["fill_bytes"] +
+                   runs / rate["fill_runs"]}
+    else:
+        seconds = {"windows": _column_bytes(p, itemsize) / rate["windows_bytes"] +
+                   runs / rate["windows_runs"] + p.kernel_volume * rate["windows_tap"]}
     if wide_possible(p):
         per_image = wide_span(p, p.output_size[0])
         span, extra = p.batch * per_image, per_image / prod(p.output_size) - 1
@@ -299,12 +311,13 @@ def im2col_layout_seconds(p: ConvParams) -> Mapping[str, float]:
     return MappingProxyType(seconds)
 
 
-def _im2col_layout_factor(p: ConvParams) -> float:
+def _im2col_layout_factor(p: ConvParams, filled: bool = False) -> float:
     """What im2col's column term is multiplied by for its layout: the wide layout's
     share of the windows' cost where it takes it (a ratio, so that the estimate stays
     on the rates fitted to the whole algorithm, and positive)."""
-    seconds = im2col_layout_seconds(p)
-    return seconds["wide"] / seconds["windows"] if im2col_layout(p) == "wide" else 1.0
+    seconds = im2col_layout_seconds(p, filled)
+    return seconds["wide"] / seconds["windows"] if im2col_layout(p, filled) == "wide" \
+        else 1.0
 
 
 def _itemsize(p: ConvParams) -> int:
@@ -333,8 +346,9 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
     if name == "depthwise":
         return depthwise_kernel_seconds(p, itemsize)[depthwise_kernel(p, itemsize)]
     if name == "im2col":
+        copy = rate["im2col_strided" if p.stride[-1] > 1 else "im2col_copy"]
         return p.flops / rate["im2col_gemm"] * scale + \
-            _column_bytes(p, itemsize) / rate["im2col_copy"] * _im2col_layout_factor(p) + \
+            _column_bytes(p, itemsize) / copy * _im2col_layout_factor(p, True) + \
             rate["im2col_call"]
     if name == "im2col_blocks":
         from .backends.numba.im2col_blocks import blocks
@@ -595,7 +609,8 @@ def variant(name: str, p: ConvParams, backend: str) -> Optional[str]:
     the call (the same choice the algorithm makes when it runs); None for the others."""
     if name == "im2col" and backend in ("numpy", "numba"):
         from .backends.numpy.im2col import layout_for, wide_possible
-        return f"{layout_for(p)} columns" if wide_possible(p) else None
+        return f"{layout_for(p, backend == 'numba')} columns" if wide_possible(p) \
+            else None
     if backend != "numba":
         return None
     if name == "depthwise":

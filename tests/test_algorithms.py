@@ -1,6 +1,9 @@
 """Every registered algorithm against the float64 direct reference, on every case it
 claims, at the tolerance it states (driven by the registry: a new algorithm is tested
 the day it is registered)."""
+import importlib.util
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -188,24 +191,56 @@ def test_im2col_layouts_match_the_reference_on_random_calls(layout, rng, monkeyp
     """Both column layouts, forced, on random stride-1 calls in whole images, row
     chunks down to one row, and float16/32/64 (outputs start as NaN)."""
     from cnnkern.backends.numpy import im2col
-    monkeypatch.setattr(im2col, "layout_for", lambda p: layout)
+    monkeypatch.setattr(im2col, "layout_for", lambda p, filled=False: layout)
+    fills = [None]
+    if layout == "windows" and importlib.util.find_spec("numba") is not None:
+        from cnnkern.backends.numba import columns
+        fills.append(columns.fill)                  # the Numba backend's
     for _ in range(40):
         nd, x, w, kw = random_wide_case(rng)
         ref = FN[nd](x, w, None, algo="direct", **kw)
         for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-5), (np.float16, 2e-3)):
             p = ConvParams.build("conv", nd, x.shape, w.shape, dtype=dtype, **kw)
             assert im2col.wide_possible(p)
-            for chunk in (1, 3000, 10**9):
+            for chunk, fill in itertools.product((1, 3000, 10**9), fills):
                 y = im2col.conv(x.astype(dtype), w.astype(dtype), None, p,
-                                chunk_bytes=chunk)
+                                chunk_bytes=chunk, fill=fill)
                 assert y.dtype == dtype and rel_err(y, ref) < tol, (x.shape, w.shape, kw)
+
+
+def test_numba_column_fill_is_the_numpy_column_matrix(rng):
+    """The Numba backend's fill writes exactly the tap-by-tap copies' matrix: random
+    1-3-D calls with stride, dilation and padding, for row chunks of the first output
+    axis anywhere in the image (the matrix starts as NaN)."""
+    pytest.importorskip("numba")
+    from cnnkern.backends.numba import columns
+    from cnnkern.backends.numpy import im2col
+    for _ in range(60):
+        nd = int(rng.integers(1, 4))
+        c, n = int(rng.integers(1, 5)), int(rng.integers(1, 3))
+        size = tuple(int(v) for v in rng.integers(6, 12, nd))
+        kw = dict(stride=tuple(int(v) for v in rng.integers(1, 4, nd)),
+                  padding=tuple(int(v) for v in rng.integers(0, 3, nd)),
+                  dilation=tuple(int(v) for v in rng.integers(1, 3, nd)))
+        kernel = tuple(int(v) for v in rng.integers(1, 4, nd))
+        p = ConvParams.build("conv", nd, (n, c) + size, (2, c) + kernel,
+                             dtype=np.float32, **kw)
+        xp = rng.standard_normal((n, c) + p.padded_size).astype(np.float32)
+        r0 = int(rng.integers(0, p.output_size[0]))
+        rows = slice(r0, int(rng.integers(r0 + 1, p.output_size[0] + 1)))
+        block = (rows.stop - rows.start,) + p.output_size[1:]
+        size = n * c * p.kernel_volume * int(np.prod(block))
+        ref = im2col._columns(xp, p, rows, block, np.full(size, np.nan, np.float32), None)
+        got = im2col._columns(xp, p, rows, block, np.full(size, np.nan, np.float32),
+                              columns.fill)
+        assert np.array_equal(got, ref), (p, rows)
 
 
 def test_im2col_wide_layout_workspace_bounds_each_chunk(monkeypatch):
     """Wide layout: a chunk holds its columns and GEMM result over the flat span of its
     rows, and the padded image; row chunks stay within the bound."""
     from cnnkern.backends.numpy import im2col
-    monkeypatch.setattr(im2col, "layout_for", lambda p: "wide")
+    monkeypatch.setattr(im2col, "layout_for", lambda p, filled=False: "wide")
     p = ConvParams.build("conv2d", 2, (2, 3, 20, 20), (8, 3, 5, 5), padding=2)
     isz = np.dtype(p.dtype).itemsize
     image = 3 * 24 * 24 * isz
@@ -267,7 +302,7 @@ def test_im2col_groups_images_up_to_the_group_bound(layout, rng, monkeypatch):
     """Under a large chunk bound, images share a chunk only while the chunk stays
     within ``GROUP_BYTES``; every output is still written (outputs start as NaN)."""
     from cnnkern.backends.numpy import im2col
-    monkeypatch.setattr(im2col, "layout_for", lambda p: layout)
+    monkeypatch.setattr(im2col, "layout_for", lambda p, filled=False: layout)
     x = rng.standard_normal((7, 3, 10, 9))
     w = rng.standard_normal((5, 3, 3, 3))
     p = ConvParams.build("conv2d", 2, x.shape, w.shape, padding=1)

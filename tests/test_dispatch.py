@@ -223,19 +223,24 @@ def test_explain_names_the_kernel_or_plan_that_would_run():
 
 
 def test_explain_names_im2col_layout_on_both_cpu_backends(cpu_backend):
-    """im2col (the same NumPy code on both CPU backends) says which column layout it
-    would run where it has two: few output channels under a 5x5 kernel take the wide
-    one, a deep 3x3 layer the windows; a strided layer has only the windows."""
+    """im2col (the NumPy code on both CPU backends, its windows filled by a compiled
+    loop on the Numba one) says which column layout it would run where it has two: a
+    tall one-wide output (a short row per copy) takes the wide one, a deep 3x3 layer
+    the windows; few output channels under a 5x5 kernel the wide one only where the
+    windows are copied tap by tap; a strided layer has only the windows."""
     from cnnkern.backends.numpy import im2col
     backend = cpu_backend
+    filled = backend == "numba"
     narrow = (np.zeros((1, 16, 28, 28), np.float32), np.ones((8, 16, 5, 5), np.float32))
     deep = (np.zeros((1, 256, 14, 14), np.float32), np.ones((256, 256, 3, 3), np.float32))
-    for (x, w), stride, layout in ((narrow, 1, "wide"), (deep, 1, "windows"),
-                                   (narrow, 2, None)):
-        e = ck.explain(x, w, padding=2, stride=stride, backend=backend)
+    tall = (np.zeros((1, 64, 10000, 1), np.float32), np.ones((8, 64, 3, 1), np.float32))
+    for (x, w), pad, stride, layout in (
+            (tall, (1, 0), 1, "wide"), (deep, 2, 1, "windows"),
+            (narrow, 2, 1, "windows" if filled else "wide"), (narrow, 2, 2, None)):
+        e = ck.explain(x, w, padding=pad, stride=stride, backend=backend)
         cand = {c.name: c for c in e.candidates}
         assert cand["im2col"].variant == (layout and f"{layout} columns")
-        assert im2col.layout_for(e.params) == (layout or "windows")
+        assert im2col.layout_for(e.params, filled) == (layout or "windows")
 
 
 def test_autotune_measures_once_and_is_correct(rng):

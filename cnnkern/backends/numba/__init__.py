@@ -15,7 +15,7 @@ import numba  # noqa: F401  (ImportError -> the registry reports the backend una
 from ...registry import Algorithm, register
 from ...threads import pin_numba_blas, start_numba_threads
 from ..numpy import register_cpu_algorithms
-from . import depthwise, direct, im2col_blocks, winograd
+from . import columns, depthwise, direct, im2col_blocks, winograd
 
 BACKEND = "numba"
 
@@ -57,4 +57,5 @@ register(Algorithm("im2col_blocks", BACKEND, "conv", im2col_blocks.conv,
                            "BLAS GEMM per block"))
 register_cpu_algorithms(BACKEND, winograd,
                         "Numba tile transforms F({m},3), GEMMs per point in BLAS",
-                        shared_note=" (NumPy code)")
+                        shared_note=" (NumPy code)", column_fill=columns.fill,
+                        fill_note=" (NumPy code, columns filled by Numba)")

@@ -67,14 +67,17 @@ WINOGRAD_VARIANTS = [
 
 
 def register_cpu_algorithms(backend: str, winograd_module, winograd_summary: str,
-                            shared_note: str = "") -> None:
+                            shared_note: str = "", column_fill=None,
+                            fill_note: str = "") -> None:
     """Register on ``backend`` the algorithms every CPU backend has: this package's
-    im2col, FFT, separable, weight gradient and pooling (``shared_note`` marks them in
-    the summaries), and the Winograd variants of ``winograd_module``."""
-    register(Algorithm("im2col", backend, "conv", im2col.conv,
-                       workspace_bytes=im2col.workspace_bytes, tolerance=GEMM,
+    im2col (its column matrix built by ``column_fill`` where given, ``fill_note`` in
+    its summary), FFT, separable, weight gradient and pooling (``shared_note`` marks
+    them in the summaries), and the Winograd variants of ``winograd_module``."""
+    register(Algorithm("im2col", backend, "conv", partial(im2col.conv, fill=column_fill),
+                       workspace_bytes=partial(im2col.workspace_bytes, fill=column_fill),
+                       tolerance=GEMM,
                        summary="column matrix in bounded chunks + BLAS matmul per group"
-                               + shared_note))
+                               + (fill_note or shared_note)))
     register(Algorithm("tap_gemm", backend, "conv", tap_gemm.conv,
                        can_implement=tap_gemm.can_implement,
                        workspace_bytes=tap_gemm.workspace_bytes, tolerance=GEMM,

@@ -55,13 +55,14 @@ def wide_possible(p) -> bool:
     return all(s == 1 for s in p.stride) and not pointwise(p)
 
 
-def layout_for(p) -> str:
+def layout_for(p, filled: bool = False) -> str:
     """"wide" or "windows": the one the cost model (``dispatch.im2col_layout``) finds
-    cheaper where both can run."""
+    cheaper where both can run; ``filled``: the windows' columns come from the Numba
+    backend's compiled fill."""
     if not wide_possible(p):
         return "windows"
     from ...dispatch import im2col_layout
-    return im2col_layout(p)
+    return im2col_layout(p, filled)
 
 
 def flat_strides(p) -> tuple[int, ...]:
@@ -120,8 +121,9 @@ def _cached_plan(p, chunk_bytes, itemsize, layout, group_bytes):
     return 1, rows, rows * per_row + image
 
 
-def workspace_bytes(p, chunk_bytes: int = CHUNK_BYTES) -> int:
-    return _plan(p, chunk_bytes, compute_dtype(p.dtype).itemsize, layout_for(p))[2]
+def workspace_bytes(p, chunk_bytes: int = CHUNK_BYTES, fill=None) -> int:
+    return _plan(p, chunk_bytes, compute_dtype(p.dtype).itemsize,
+                 layout_for(p, fill is not None))[2]
 
 
 def _chunks(p, chunk_bytes, itemsize, layout="windows"):
@@ -159,9 +161,13 @@ def _buffer_sizes(p, images, rows, layout):
     return padded, columns, (p.out_channels * positions if rows else 0)
 
 
-def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
+def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES, fill=None):
+    """``fill(xp, cols, p, rows)``, where given, builds the windows layout's column
+    matrix (of the padded images ``xp``, for the output rows ``rows``) instead of the
+    tap-by-tap NumPy copies: the Numba backend's compiled fill
+    (``backends/numba/columns.py``). The layout is chosen for the fill that runs."""
     cd = compute_dtype(p.dtype)
-    layout = layout_for(p)
+    layout = layout_for(p, fill is not None)
     wm = w.astype(cd, copy=False).reshape(p.groups, p.out_per_group, -1)
     y = alloc((p.batch, p.groups, p.out_per_group) + p.output_size, dtype=cd)
     images, rows, _ = _plan(p, chunk_bytes, cd.itemsize, layout)
@@ -169,13 +175,14 @@ def conv(x, w, bias, p, chunk_bytes: int = CHUNK_BYTES):
     with workspace((sizes[0],), cd) as pad_buf, workspace((sizes[1],), cd) as col_buf, \
             workspace((sizes[2],), cd) as gemm_buf:
         _chunked_gemm(x, wm, y, p, cd, layout, (pad_buf, col_buf, gemm_buf),
-                      _planned_chunks(p, images, rows))
+                      _planned_chunks(p, images, rows), fill)
     return finish(y.reshape(p.output_shape), bias, p)
 
 
-def _chunked_gemm(x, wm, y, p, cd, layout, buffers, chunks):
+def _chunked_gemm(x, wm, y, p, cd, layout, buffers, chunks, fill):
     """Each chunk's columns (in ``buffers``: flat workspaces for the padded images, the
-    columns and the GEMM result) times the weight matrices, into ``y``."""
+    columns and the GEMM result; built by ``fill`` where given) times the weight
+    matrices, into ``y``."""
     pad_buf, col_buf, gemm_buf = buffers
     g, cig, cog = p.groups, p.in_per_group, p.out_per_group
     xp_images, xp = None, None                  # the padded copy of these images
@@ -195,7 +202,7 @@ def _chunked_gemm(x, wm, y, p, cd, layout, buffers, chunks):
         if pointwise(p):                        # the columns are the input itself
             cols = xp[:, :, rows].reshape(nb, g, cig, prod(out_sz))
         else:
-            cols = _columns(xp, p, rows, out_sz, col_buf)
+            cols = _columns(xp, p, rows, out_sz, col_buf, fill)
         if nr == p.output_size[0]:              # whole images: y[images] is contiguous
             np.matmul(wm, cols, out=y.reshape(p.batch, g, cog, -1)[images])
         else:
@@ -204,14 +211,17 @@ def _chunked_gemm(x, wm, y, p, cd, layout, buffers, chunks):
             y[images, :, :, rows] = block.reshape((nb, g, cog) + out_sz)
 
 
-def _columns(xp, p, rows, out_sz, col_buf):
+def _columns(xp, p, rows, out_sz, col_buf, fill):
     """The column matrix ``(images, groups, C_in / groups * taps, positions)`` of the
     output rows ``rows`` of the images in ``xp`` (padded), in the workspace
-    ``col_buf``."""
+    ``col_buf``: by ``fill``, or tap by tap."""
     spans = [(rows.start, rows.stop)] + [(0, n) for n in p.output_size[1:]]
     cols = prefix(col_buf, (xp.shape[0], p.in_channels, p.kernel_volume) + out_sz)
-    for t, offset in enumerate(kernel_offsets(p.kernel_size)):
-        cols[:, :, t] = xp[(slice(None), slice(None)) + tap_slices(offset, p, spans)]
+    if fill is not None:
+        fill(xp, cols, p, rows)
+    else:
+        for t, offset in enumerate(kernel_offsets(p.kernel_size)):
+            cols[:, :, t] = xp[(slice(None), slice(None)) + tap_slices(offset, p, spans)]
     return cols.reshape(xp.shape[0], p.groups, p.in_per_group * p.kernel_volume,
                         prod(out_sz))
 
