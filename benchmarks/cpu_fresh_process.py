@@ -30,23 +30,25 @@ x = rng.standard_normal(xs, dtype=np.float32)
 w = rng.standard_normal(ws, dtype=np.float32)
 conv = getattr(ck, f"conv{{spec.ndim}}d")
 kw = spec.kwargs()
-conv(x, w, **kw)
-conv(x, w, **kw)
+conv(x, w, algo={algo!r}, **kw)
+conv(x, w, algo={algo!r}, **kw)
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 times = []
 start = time.perf_counter()
 while len(times) < 20 and (len(times) < 3 or time.perf_counter() - start < 1.5):
     t0 = time.perf_counter()
-    conv(x, w, **kw)
+    conv(x, w, algo={algo!r}, **kw)
     times.append(time.perf_counter() - t0)
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 print(float(np.median(times)) * 1e3, faults / len(times))
 '''
 
 
-def run(root: str, suite: str, name: str, batch: int) -> tuple[float, float]:
-    """(median ms, page faults per call) of the layer in a fresh process on ``root``."""
-    code = CHILD.format(root=root, ref=f"{suite}/{name}", batch=batch)
+def run(root: str, suite: str, name: str, batch: int,
+        algo: str = "auto") -> tuple[float, float]:
+    """(median ms, page faults per call) of ``algo`` on the layer in a fresh process on
+    ``root``."""
+    code = CHILD.format(root=root, ref=f"{suite}/{name}", batch=batch, algo=algo)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout.split()

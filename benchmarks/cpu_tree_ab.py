@@ -5,44 +5,14 @@ noisy machine falling on both sides alike.
     PYTHONPATH=. python benchmarks/cpu_tree_ab.py TREE_B BATCH suite/layer:algo[,...]
 
 A is this tree, B another checkout (``git worktree add /tmp/old HEAD``). Each process
-makes two warm-up calls (its first may load or compile Numba code), then 25 timed ones;
-the figure is the mean of a side's two medians. Prints B / A (> 1: A faster).
+times the call as ``cpu_fresh_process.py`` does (two warm-up calls, which load or
+compile the Numba code, then up to 20 calls or 1.5 s); the figure is the mean of a
+side's two medians. Prints B / A (> 1: A faster).
 """
 import os
-import subprocess
 import sys
 
-CHILD = r'''
-import sys, time
-import numpy as np
-sys.path.insert(0, {root!r})
-import cnnkern as ck
-from cnnkern.suites import layer
-spec = layer({ref!r})
-rng = np.random.default_rng(0)
-xs, ws = spec.shapes({batch})
-x = rng.standard_normal(xs, dtype=np.float32)
-w = rng.standard_normal(ws, dtype=np.float32)
-conv = getattr(ck, f"conv{{spec.ndim}}d")
-kw = spec.kwargs()
-conv(x, w, algo={algo!r}, **kw)
-conv(x, w, algo={algo!r}, **kw)
-times = []
-for _ in range(25):
-    t0 = time.perf_counter()
-    conv(x, w, algo={algo!r}, **kw)
-    times.append(time.perf_counter() - t0)
-print(float(np.median(times)) * 1e3)
-'''
-
-
-def run(root: str, ref: str, algo: str, batch: int) -> float:
-    """Median ms of ``algo`` on layer ``ref`` in a fresh process on tree ``root``."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    code = CHILD.format(root=root, ref=ref, algo=algo, batch=batch)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, check=True).stdout
-    return float(out.split()[-1])
+from benchmarks.cpu_fresh_process import run
 
 
 def main(tree_b: str, batch: int, items: str):
@@ -50,9 +20,10 @@ def main(tree_b: str, batch: int, items: str):
     roots = {"A": here, "B": tree_b}
     for item in items.split(","):
         ref, algo = item.split(":")
+        suite, name = ref.split("/")
         got = {"A": [], "B": []}
         for side in "ABBA":
-            got[side].append(run(roots[side], ref, algo, batch))
+            got[side].append(run(roots[side], suite, name, batch, algo)[0])
         a, b = (sum(got[s]) / 2 for s in "AB")
         print(f"{ref:26s} {algo:18s} A {a:9.3f} ms  B {b:9.3f} ms  B/A {b / a:.2f}  "
               f"(A {got['A'][0]:.3f}, {got['A'][1]:.3f}; B {got['B'][0]:.3f}, "

@@ -35,7 +35,7 @@ def rows(paths):
                                  padding=tuple(tuple(x) for x in layer["padding"]),
                                  dilation=tuple(layer["dilation"]),
                                  groups=layer["groups"], dtype=np.float32)
-            copy = dispatch._column_bytes(p, 4) * dispatch._im2col_layout_factor(p, True)
+            copy = dispatch._column_bytes(p, 4) * dispatch._im2col_layout_factor(p)
             strided = p.stride[-1] > 1
             yield (f"{layer['id']} b{layer['input_shape'][0]}",
                    [float(p.flops), 0.0 if strided else copy, copy if strided else 0.0,

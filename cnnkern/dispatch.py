@@ -311,12 +311,13 @@ def im2col_layout_seconds(p: ConvParams, filled: bool = False) -> Mapping[str, f
     return MappingProxyType(seconds)
 
 
-def _im2col_layout_factor(p: ConvParams, filled: bool = False) -> float:
-    """What im2col's column term is multiplied by for its layout: the wide layout's
-    share of the windows' cost where it takes it (a ratio, so that the estimate stays
-    on the rates fitted to the whole algorithm, and positive)."""
-    seconds = im2col_layout_seconds(p, filled)
-    return seconds["wide"] / seconds["windows"] if im2col_layout(p, filled) == "wide" \
+def _im2col_layout_factor(p: ConvParams) -> float:
+    """What the Numba im2col's column term is multiplied by for its layout (windows
+    filled by its compiled loop): the wide layout's share of the windows' cost where
+    it takes it (a ratio, so that the estimate stays on the rates fitted to the whole
+    algorithm, and positive)."""
+    seconds = im2col_layout_seconds(p, True)
+    return seconds["wide"] / seconds["windows"] if im2col_layout(p, True) == "wide" \
         else 1.0
 
 
@@ -348,7 +349,7 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
     if name == "im2col":
         copy = rate["im2col_strided" if p.stride[-1] > 1 else "im2col_copy"]
         return p.flops / rate["im2col_gemm"] * scale + \
-            _column_bytes(p, itemsize) / copy * _im2col_layout_factor(p, True) + \
+            _column_bytes(p, itemsize) / copy * _im2col_layout_factor(p) + \
             rate["im2col_call"]
     if name == "im2col_blocks":
         from .backends.numba.im2col_blocks import blocks
