@@ -17,6 +17,7 @@ import numpy as np
 from benchmarks.nnls_fit import fit_rates
 from cnnkern import dispatch
 from cnnkern.params import ConvParams
+from cnnkern.suites import layer as layer_of
 
 
 def rows(paths):
@@ -28,13 +29,10 @@ def rows(paths):
                         a["status"] == "ok"), None)
             if run is None:
                 continue
-            nd = len(layer["input_shape"]) - 2
-            p = ConvParams.build(f"conv{nd}d", nd, tuple(layer["input_shape"]),
-                                 tuple(layer["weight_shape"]),
-                                 stride=tuple(layer["stride"]),
-                                 padding=tuple(tuple(x) for x in layer["padding"]),
-                                 dilation=tuple(layer["dilation"]),
-                                 groups=layer["groups"], dtype=np.float32)
+            spec = layer_of(layer["id"])
+            xs, ws = spec.shapes(layer["input_shape"][0])
+            p = ConvParams.build(f"conv{spec.ndim}d", spec.ndim, xs, ws,
+                                 dtype=np.float32, **spec.kwargs())
             copy = dispatch._column_bytes(p, 4) * dispatch._im2col_layout_factor(p)
             strided = p.stride[-1] > 1
             yield (f"{layer['id']} b{layer['input_shape'][0]}",

@@ -296,12 +296,10 @@ def im2col_layout_seconds(p: ConvParams, filled: bool = False) -> Mapping[str, f
     itemsize = _itemsize(p)
     rate = NUMBA_RATES
     runs = p.batch * p.in_channels * p.kernel_volume * prod(p.output_size[:-1])
-    if filled:
-        seconds = {"windows": _column_bytes(p, itemsize) / rate["fill_bytes"] +
-                   runs / rate["fill_runs"]}
-    else:
-        seconds = {"windows": _column_bytes(p, itemsize) / rate["windows_bytes"] +
-                   runs / rate["windows_runs"] + p.kernel_volume * rate["windows_tap"]}
+    copier = "fill" if filled else "windows"     # the fill has no per-tap NumPy call
+    seconds = {"windows": _column_bytes(p, itemsize) / rate[f"{copier}_bytes"] +
+               runs / rate[f"{copier}_runs"] +
+               (0.0 if filled else p.kernel_volume * rate["windows_tap"])}
     if wide_possible(p):
         per_image = wide_span(p, p.output_size[0])
         span, extra = p.batch * per_image, per_image / prod(p.output_size) - 1

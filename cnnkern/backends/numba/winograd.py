@@ -404,7 +404,6 @@ def workspace_bytes(p, m) -> int:
     a chunk of transformed tiles, and per thread a block of channels'."""
     itemsize = compute_dtype(p.dtype).itemsize
     threads = get_num_threads()
-    th, tw, mh, mw = _tiles(p, m)
     ah, aw = _alphas(p, m)
     gather_rows = FILTER_CHANNELS * (R + ah) * R       # _filter_block's taps and tmp
     if plan_for(p, m) == "tiles":
@@ -412,6 +411,7 @@ def workspace_bytes(p, m) -> int:
         rows, seg = _work_split(p, m, threads)
         gather = gather_rows * (p.out_per_group + ROW_SKEW) * itemsize
         return threads * max(_item_bytes(p, m, rows, seg), gather) + filters
+    th, tw, mh, mw = _tiles(p, m)
     lanes = _lanes(p)
     slab = (ah * (tw * mw + aw) + ah * aw) * p.in_channels
     block = _points(p, m) * p.in_per_group * lanes + \
