@@ -12,12 +12,8 @@ squares on relative error (``nnls_fit.py``).
 import json
 import sys
 
-import numpy as np
-
-from benchmarks.nnls_fit import fit_rates
+from benchmarks.nnls_fit import fit_rates, layer_params
 from cnnkern import dispatch
-from cnnkern.params import ConvParams
-from cnnkern.suites import layer as layer_of
 
 
 def rows(paths):
@@ -29,10 +25,7 @@ def rows(paths):
                         a["status"] == "ok"), None)
             if run is None:
                 continue
-            spec = layer_of(layer["id"])
-            xs, ws = spec.shapes(layer["input_shape"][0])
-            p = ConvParams.build(f"conv{spec.ndim}d", spec.ndim, xs, ws,
-                                 dtype=np.float32, **spec.kwargs())
+            p = layer_params(layer)
             copy = dispatch._column_bytes(p, 4) * dispatch._im2col_layout_factor(p)
             strided = p.stride[-1] > 1
             yield (f"{layer['id']} b{layer['input_shape'][0]}",

@@ -1,6 +1,18 @@
 """Rates for a cost model, fitted by non-negative least squares on relative error: the
-shared step of the fitting scripts (``tap_gemm_fit.py``, ``depthwise_fit.py``)."""
+shared steps of the fitting scripts (``tap_gemm_fit.py``, ``depthwise_fit.py``,
+``im2col_fit.py``, ``implicit_gemm_fit.py``)."""
 import numpy as np
+
+
+def layer_params(layer):
+    """The float32 ``ConvParams`` of one layer entry of a ``cnnkern bench`` results
+    document, rebuilt from the suite table (the batch from its input shape)."""
+    from cnnkern.params import ConvParams
+    from cnnkern.suites import layer as layer_of
+    spec = layer_of(layer["id"])
+    xs, ws = spec.shapes(layer["input_shape"][0])
+    return ConvParams.build(f"conv{spec.ndim}d", spec.ndim, xs, ws, dtype=np.float32,
+                            **spec.kwargs())
 
 
 def fit_rates(names, a, t, features, fixed) -> np.ndarray:

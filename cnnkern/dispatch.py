@@ -179,6 +179,14 @@ NUMBA_RATES = {
     # stride-2 stem) the switch cost 1.3-1.7x; so its estimate (and tap_gemm's, as
     # spread) carries this factor:
     "blocks_caution": 1.1,
+    # implicit_gemm, fitted (non-negative least squares on relative error) to its times
+    # on the 52 non-depthwise suite layers at batch 1 (2026-11-23,
+    # benchmarks/implicit_gemm_fit.py; model/measured 0.53-1.26, median 1.02):
+    "igemm_fma": 2.02e11,    # FLOP/s of its micro-kernel, idle lanes included
+    "igemm_pack": 6.83e10,   # bytes/s of weights packed (read and written)
+    "igemm_pad": 2.86e9,     # bytes/s of padded input written
+    "igemm_out": 2.37e10,    # bytes/s of output written from the blocks' sums
+    "igemm_call": 3.55e-5,   # seconds of fixed cost per call
 }
 
 
@@ -361,6 +369,10 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
              _column_bytes(p, itemsize) / rate["blocks_cols"] +
              weights / rate["blocks_weights"] + outs / rate["blocks_out"]) / busy +
             rate["blocks_call"])
+    if name == "implicit_gemm":
+        from .backends.numba.implicit_gemm import features
+        return sum(v / rate[f"igemm_{k}"] for k, v in features(p).items()) + \
+            rate["igemm_call"]
     if name.startswith("winograd_"):
         return min(winograd_plan_seconds(p, winograd_m(name), get_num_threads()).values())
     if name == "tap_gemm":

@@ -85,7 +85,8 @@ def claimed_cases(draw, name):
 def test_algorithm_matches_direct(algo, data):
     c = data.draw(claimed_cases(algo[1]))
     errors = [check_algorithm(algo, c, dtype) for dtype in DTYPES]
-    assume(errors[0] is not None)         # count only the cases the algorithm ran
+    # count only the cases the algorithm ran (implicit_gemm refuses float64)
+    assume(any(e is not None for e in errors))
 
 
 @pytest.mark.parametrize("algo", ALGOS, ids="-".join)
@@ -121,10 +122,10 @@ def test_every_algorithm_claims_some_case(backend):
     """An algorithm whose can_implement refuses everything would be tested on nothing."""
     rng = np.random.default_rng(7)
     claimed = set()
-    for nd in (1, 2, 3):
-        x = rng.standard_normal((1, 2) + (9,) * nd)
+    for nd, dtype in itertools.product((1, 2, 3), (np.float64, np.float32)):
+        x = rng.standard_normal((1, 2) + (9,) * nd).astype(dtype)
         for groups in (1, 2):
-            w = np.ones((2, 2 // groups) + (3,) * nd)
+            w = np.ones((2, 2 // groups) + (3,) * nd, dtype)
             claimed.update(ck.supported_algorithms(x, w, padding=1, groups=groups,
                                                    backend=backend))
     assert claimed == {name for b, name in ALGOS if b == backend}

@@ -111,6 +111,44 @@ def test_chunk_loops_cover_every_output(algo, kw, module, monkeypatch, rng):
     assert rel_err(y, reference(x, w, **kw)) < 1e-4
 
 
+IGEMM_CASES = [   # (input shape, weight shape, kwargs): every tile, block and edge path
+    ((2, 19, 23, 21), (70, 19, 3, 3), dict(padding=1)),        # 64 + 6 channels, K 171
+    ((1, 6, 40, 37), (24, 3, 5, 5), dict(padding=2, groups=2)),   # 12x32 tiles
+    ((3, 3, 61, 59), (64, 3, 7, 7), dict(stride=2, padding=3)),   # a stem
+    ((1, 32, 17, 17), (130, 32, 1, 1), {}),                       # 3 blocks, 2 idle lanes
+    ((2, 16, 29, 31), (48, 16, 3, 3), dict(padding=6, dilation=(6, 3),
+                                           padding_mode="reflect")),
+    ((2, 8, 300), (40, 8, 9), dict(padding=4, stride=3)),          # 1-D
+    ((1, 4, 9, 10, 11), (33, 4, 3, 2, 3), dict(padding=1, stride=(1, 2, 1),
+                                               padding_mode="circular")),
+]
+
+
+@pytest.mark.parametrize("xs,ws,kw", IGEMM_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_implicit_gemm_matches_the_reference(xs, ws, kw, dtype, rng, monkeypatch):
+    """Whole 16x16 transposes and element-wise edges in the weight packing and the
+    output write, blocks of fewer positions than a tile, 1-3 dimensions, a bias."""
+    from cnnkern.backends.numba import implicit_gemm
+    for per in (implicit_gemm.MAX_POSITIONS, 12):
+        monkeypatch.setattr(implicit_gemm, "MAX_POSITIONS", per)
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        fn = {3: ck.conv1d, 4: ck.conv2d, 5: ck.conv3d}[len(xs)]
+        y = fn(x, w, b, algo="implicit_gemm", **kw)
+        ref = fn(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                 algo="direct", backend="numpy", **kw)
+        assert y.dtype == dtype and y.shape == ref.shape
+        assert rel_err(y, ref) < (2e-3 if dtype == np.float16 else 1e-5)
+
+
+def test_implicit_gemm_refuses_float64():
+    x, w = np.zeros((1, 2, 5, 5)), np.zeros((2, 2, 3, 3))
+    with pytest.raises(ValueError, match="implicit_gemm.*float32 vectors only"):
+        ck.conv2d(x, w, algo="implicit_gemm")
+
+
 ROW_CASES = [      # (nd, input size, kernel, stride, padding, dilation, padding_mode)
     (2, (13, 11), (3, 3), 1, 1, 1, "zeros"),
     (2, (9, 15), (5, 5), (1, 2), 2, 1, "zeros"),
@@ -411,7 +449,8 @@ import json, sys, time
 import numpy as np
 import cnnkern as ck
 from cnnkern.backends.numba import (depthwise, depthwise_blocks, depthwise_flat,
-                                    depthwise_planes, direct, im2col_blocks, winograd)
+                                    depthwise_planes, direct, im2col_blocks,
+                                    implicit_gemm, winograd)
 plan_for = winograd.plan_for
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)
@@ -428,11 +467,13 @@ ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
 depthwise.kernel_for = lambda p: "flat"
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
 ck.conv2d(x, w, padding=1, algo="im2col_blocks")
+ck.conv2d(x, w, padding=1, algo="implicit_gemm")
 first = time.perf_counter() - t0
 stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats,
          winograd._channel_stage.stats, depthwise._depthwise_rows.stats,
          depthwise_planes._planes_kernel.stats, im2col_blocks._blocks_kernel.stats,
-         depthwise_blocks._blocks_taps.stats, depthwise_flat._flat_kernel.stats]
+         depthwise_blocks._blocks_taps.stats, depthwise_flat._flat_kernel.stats,
+         implicit_gemm._kernel.stats, implicit_gemm._pack.stats]
 print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
                       misses=sum(len(s.cache_misses) for s in stats))))
 """

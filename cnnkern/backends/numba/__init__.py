@@ -15,7 +15,7 @@ import numba  # noqa: F401  (ImportError -> the registry reports the backend una
 from ...registry import Algorithm, register
 from ...threads import pin_numba_blas, start_numba_threads
 from ..numpy import register_cpu_algorithms
-from . import columns, depthwise, direct, im2col_blocks, winograd
+from . import columns, depthwise, direct, im2col_blocks, implicit_gemm, winograd
 
 BACKEND = "numba"
 
@@ -55,6 +55,12 @@ register(Algorithm("im2col_blocks", BACKEND, "conv", im2col_blocks.conv,
                    tolerance={"float16": 2e-3, "float32": 2e-5, "float64": 1e-12},
                    summary="Numba: a block of columns at a time in cache, a one-thread "
                            "BLAS GEMM per block"))
+register(Algorithm("implicit_gemm", BACKEND, "conv", implicit_gemm.conv,
+                   can_implement=implicit_gemm.can_implement,
+                   workspace_bytes=implicit_gemm.workspace_bytes,
+                   tolerance={"float16": 2e-3, "float32": 2e-5},
+                   summary="Numba: 6x64 sums in vector registers, the input read in "
+                           "place (no columns), weights packed per call"))
 register_cpu_algorithms(BACKEND, winograd,
                         "Numba tile transforms F({m},3), GEMMs per point in BLAS",
                         shared_note=" (NumPy code)", column_fill=columns.fill,

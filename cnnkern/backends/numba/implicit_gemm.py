@@ -1,0 +1,327 @@
+"""Implicit GEMM on the CPU: the convolution as the GEMM ``out[p, o] = sum_k col[p, k]
+w[o, k]`` with the column matrix never built. A register-blocked micro-kernel
+(``simd.py``) keeps 6 output positions x 64 output channels (or 12 x 32) of sums in
+vector registers through the whole reduction; each step broadcasts one input element per
+position, read straight from the (padded) NCHW input at the position's base plus the
+step's offset, and multiplies it with a row of 64 packed weights.
+
+What it needs besides the output: a padded copy of the input when the layer pads (none
+otherwise), the weights packed as ``(groups, blocks, K, 64)`` rows (one transposing
+pass at copy speed), and per thread a block's sums before they are written transposed
+into the NCHW output. Against im2col it saves the column matrix and BLAS's packing of
+it; against BLAS it wins where BLAS is weak here: few output channels, small K, small
+images (measured in docs/performance.md).
+
+float32 only (float16 computes in float32); float64 would need its own 8-lane kernels.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from math import prod
+
+import numpy as np
+from numba import njit, prange
+
+from ...threads import get_num_threads
+from ..numpy._common import alloc, finish, pad_input
+from ._layout import as3d, compute_dtype, sync_numba, triple
+from .simd import transpose16, vbroadcast, vfma, vload, vstore, vzero
+
+#: Output positions of a block: its sums (positions x 64 x 4 bytes, 50 KiB at most)
+#: stay in the core's L2 until they are written out.
+MAX_POSITIONS = 192
+
+
+@njit(cache=True, inline="always")
+def _zeros4():
+    return vzero(), vzero(), vzero(), vzero()
+
+
+@njit(cache=True, inline="always")
+def _zeros2():
+    return vzero(), vzero()
+
+
+@njit(cache=True, inline="always")
+def _fma4(a, b, c):
+    x = vbroadcast(a)
+    return vfma(x, b[0], c[0]), vfma(x, b[1], c[1]), vfma(x, b[2], c[2]), \
+        vfma(x, b[3], c[3])
+
+
+@njit(cache=True, inline="always")
+def _fma2(a, b, c):
+    x = vbroadcast(a)
+    return vfma(x, b[0], c[0]), vfma(x, b[1], c[1])
+
+
+@njit(cache=True, inline="always")
+def _store4(buf, at, c):
+    vstore(buf, at, c[0])
+    vstore(buf, at + 16, c[1])
+    vstore(buf, at + 32, c[2])
+    vstore(buf, at + 48, c[3])
+
+
+@njit(cache=True, inline="always")
+def _store2(buf, at, c):
+    vstore(buf, at, c[0])
+    vstore(buf, at + 16, c[1])
+
+
+@njit(cache=True, inline="always")
+def _tile64(xf, wf, w_at, offs, kk, bs, buf, at):
+    """Sums of 6 positions (input bases ``bs[:6]``) x 64 channels into ``buf[at:]``."""
+    b0, b1, b2, b3, b4, b5 = bs[0], bs[1], bs[2], bs[3], bs[4], bs[5]
+    c0 = _zeros4()
+    c1 = _zeros4()
+    c2 = _zeros4()
+    c3 = _zeros4()
+    c4 = _zeros4()
+    c5 = _zeros4()
+    for k in range(kk):
+        w = w_at + k * 64
+        b = vload(wf, w), vload(wf, w + 16), vload(wf, w + 32), vload(wf, w + 48)
+        q = offs[k]
+        c0 = _fma4(xf[b0 + q], b, c0)
+        c1 = _fma4(xf[b1 + q], b, c1)
+        c2 = _fma4(xf[b2 + q], b, c2)
+        c3 = _fma4(xf[b3 + q], b, c3)
+        c4 = _fma4(xf[b4 + q], b, c4)
+        c5 = _fma4(xf[b5 + q], b, c5)
+    _store4(buf, at, c0)
+    _store4(buf, at + 64, c1)
+    _store4(buf, at + 128, c2)
+    _store4(buf, at + 192, c3)
+    _store4(buf, at + 256, c4)
+    _store4(buf, at + 320, c5)
+
+
+@njit(cache=True, inline="always")
+def _tile32(xf, wf, w_at, offs, kk, bs, buf, at):
+    """Sums of 12 positions x 32 channels (the tile for 32 or fewer channels)."""
+    b0, b1, b2, b3, b4, b5 = bs[0], bs[1], bs[2], bs[3], bs[4], bs[5]
+    b6, b7, b8, b9, b10, b11 = bs[6], bs[7], bs[8], bs[9], bs[10], bs[11]
+    c0 = _zeros2()
+    c1 = _zeros2()
+    c2 = _zeros2()
+    c3 = _zeros2()
+    c4 = _zeros2()
+    c5 = _zeros2()
+    c6 = _zeros2()
+    c7 = _zeros2()
+    c8 = _zeros2()
+    c9 = _zeros2()
+    c10 = _zeros2()
+    c11 = _zeros2()
+    for k in range(kk):
+        w = w_at + k * 32
+        b = vload(wf, w), vload(wf, w + 16)
+        q = offs[k]
+        c0 = _fma2(xf[b0 + q], b, c0)
+        c1 = _fma2(xf[b1 + q], b, c1)
+        c2 = _fma2(xf[b2 + q], b, c2)
+        c3 = _fma2(xf[b3 + q], b, c3)
+        c4 = _fma2(xf[b4 + q], b, c4)
+        c5 = _fma2(xf[b5 + q], b, c5)
+        c6 = _fma2(xf[b6 + q], b, c6)
+        c7 = _fma2(xf[b7 + q], b, c7)
+        c8 = _fma2(xf[b8 + q], b, c8)
+        c9 = _fma2(xf[b9 + q], b, c9)
+        c10 = _fma2(xf[b10 + q], b, c10)
+        c11 = _fma2(xf[b11 + q], b, c11)
+    _store2(buf, at, c0)
+    _store2(buf, at + 32, c1)
+    _store2(buf, at + 64, c2)
+    _store2(buf, at + 96, c3)
+    _store2(buf, at + 128, c4)
+    _store2(buf, at + 160, c5)
+    _store2(buf, at + 192, c6)
+    _store2(buf, at + 224, c7)
+    _store2(buf, at + 256, c8)
+    _store2(buf, at + 288, c9)
+    _store2(buf, at + 320, c10)
+    _store2(buf, at + 352, c11)
+
+
+@njit(cache=True, inline="always")
+def _bases(bs, p0, npos, n_off, out_hw, ow_, in_hw, wi, stride):
+    """Input offset of each output position ``p0 <= p < p0 + npos`` (flat (d, h, w)),
+    padded to a whole tile with copies of the last one."""
+    od, rest = p0 // out_hw, p0 % out_hw
+    oh, ow = rest // ow_, rest % ow_
+    for i in range(npos):
+        bs[i] = n_off + od * stride[0] * in_hw + oh * stride[1] * wi + ow * stride[2]
+        ow += 1
+        if ow == ow_:
+            ow = 0
+            oh += 1
+            if oh * ow_ == out_hw:
+                oh = 0
+                od += 1
+    for i in range(npos, bs.size):
+        bs[i] = bs[npos - 1]
+
+
+@njit(cache=True, inline="always")
+def _write(buf, lanes, yf, y_at, out_vol, jn, npos):
+    """``buf`` (positions x lanes) into ``jn`` output planes starting at ``yf[y_at]``:
+    16 x 16 blocks transposed in registers, the edges element by element."""
+    pv, jv = npos // 16 * 16, jn // 16 * 16
+    for j0 in range(0, jv, 16):
+        for i0 in range(0, pv, 16):
+            transpose16(buf, i0 * lanes + j0, lanes, yf, y_at + j0 * out_vol + i0, out_vol)
+    for j in range(jn):
+        for i in range(pv if j < jv else 0, npos):
+            yf[y_at + j * out_vol + i] = buf[i * lanes + j]
+
+
+@njit(cache=True, parallel=True)
+def _kernel(xf, wp, y, offs, in_shape, out_shape, stride, per):
+    """``y (N, K, OD*OH*OW)`` from the padded input ``xf`` (flat ``in_shape`` (N, C, D,
+    H, W)) and the packed weights ``wp (G, blocks, taps*C/G, lanes)``; one (image,
+    group, channel block, ``per`` positions) per iteration."""
+    n_, oc_, out_vol = y.shape
+    g_, nb, kk, lanes = wp.shape
+    ocg = oc_ // g_
+    mr = 6 if lanes == 64 else 12
+    cg = in_shape[1] // g_
+    in_hw = in_shape[3] * in_shape[4]
+    in_vol = in_shape[2] * in_hw
+    out_hw = out_shape[1] * out_shape[2]
+    nch = (out_vol + per - 1) // per
+    yf = y.reshape(y.size)
+    for u in prange(n_ * g_ * nb * nch):
+        n, g, blk, ch = u // (g_ * nb * nch), (u // (nb * nch)) % g_, (u // nch) % nb, \
+            u % nch
+        p0 = ch * per
+        npos = min(per, out_vol - p0)
+        buf = np.empty((per + mr) * lanes, dtype=np.float32)
+        bs = np.empty(per + mr, dtype=np.int64)
+        _bases(bs, p0, npos, (n * in_shape[1] + g * cg) * in_vol, out_hw, out_shape[2],
+               in_hw, in_shape[4], stride)
+        w_at = (g * nb + blk) * kk * lanes
+        for t in range(0, npos, mr):
+            if lanes == 64:
+                _tile64(xf, wp, w_at, offs, kk, bs[t:], buf, t * lanes)
+            else:
+                _tile32(xf, wp, w_at, offs, kk, bs[t:], buf, t * lanes)
+        oc0 = g * ocg + blk * lanes
+        _write(buf, lanes, yf, (n * oc_ + oc0) * out_vol + p0, out_vol,
+               min(lanes, ocg - blk * lanes), npos)
+
+
+@njit(cache=True, parallel=True)
+def _pack(w3, wp):
+    """``wp[g, b, k, j] = w3[g, b * lanes + j, k]``, zero past the last channel: 16 x 16
+    blocks transposed in registers, the edges element by element."""
+    g_, nb, kk, lanes = wp.shape
+    ocg = w3.shape[1]
+    chunks = (kk + 255) // 256
+    for u in prange(g_ * nb * chunks):
+        g, b, c = u // (nb * chunks), (u // chunks) % nb, u % chunks
+        k0, k1 = c * 256, min(c * 256 + 256, kk)
+        for j0 in range(0, lanes, 16):
+            oc0 = b * lanes + j0
+            k = k0
+            if oc0 + 16 <= ocg:
+                while k + 16 <= k1:
+                    transpose16(w3, (g * ocg + oc0) * kk + k, kk,
+                                wp, ((g * nb + b) * kk + k) * lanes + j0, lanes)
+                    k += 16
+            for j in range(j0, j0 + 16):
+                oc = b * lanes + j
+                for kt in range(k, k1):
+                    wp[g, b, kt, j] = w3[g, oc, kt] if oc < ocg else 0.0
+
+
+def lanes(p) -> int:
+    """Output channels of a tile: 64, or 32 where a group has 32 or fewer."""
+    return 64 if p.out_per_group > 32 else 32
+
+
+def positions_per_block(p, threads: int) -> int:
+    """``MAX_POSITIONS`` (whole tiles), halved while the call has fewer than four blocks
+    a thread."""
+    mr = 6 if lanes(p) == 64 else 12
+    units = p.batch * p.groups * -(-p.out_per_group // lanes(p))
+    total = prod(p.output_size)
+    per = MAX_POSITIONS
+    while per > mr and units * -(-total // per) < 4 * threads:
+        per //= 2
+    return max(mr, per // mr * mr)
+
+
+@lru_cache(maxsize=256)
+def _offsets(p) -> np.ndarray:
+    """The input offset of every reduction step ``(c, kd, kh, kw)`` from a position's
+    base in the padded input. Shared between calls of one shape (read only)."""
+    size = triple(p.padded_size, 1)
+    steps = np.ix_(np.arange(p.in_per_group), *(np.arange(k) * d for k, d in zip(
+        triple(p.kernel_size, 1), triple(p.dilation, 1))))
+    strides = (prod(size), size[1] * size[2], size[2], 1)
+    return sum(s * a for s, a in zip(strides, steps)).astype(np.int64).ravel()
+
+
+def conv(x, w, bias, p):
+    sync_numba()
+    cd = compute_dtype(p.dtype)
+    xp = as3d(pad_input(x, p, dtype=cd), cd)
+    tile = lanes(p)
+    blocks = -(-p.out_per_group // tile)
+    kk = p.in_per_group * p.kernel_volume
+    wp = np.empty((p.groups, blocks, kk, tile), dtype=cd)
+    _pack(np.ascontiguousarray(w, dtype=cd).reshape(p.groups, p.out_per_group, kk), wp)
+    y = alloc((p.batch, p.out_channels, prod(p.output_size)), dtype=cd)
+    _kernel(xp.reshape(-1), wp, y, _offsets(p), np.array(xp.shape, np.int64),
+            np.array(triple(p.output_size, 1), np.int64),
+            np.array(triple(p.stride, 1), np.int64),
+            positions_per_block(p, get_num_threads()))
+    return finish(y.reshape(p.output_shape), bias, p)
+
+
+def features(p) -> dict:
+    """The amounts the cost model charges (``dispatch.NUMBA_RATES["igemm_*"]``): the
+    multiply-adds run, idle lanes and the last tile's copies included, as FLOPs and
+    divided by the share of the threads the blocks keep busy; the bytes of packed
+    weights and of the padded input written; the output written."""
+    threads = get_num_threads()
+    tile = lanes(p)
+    mr = 6 if tile == 64 else 12
+    per = positions_per_block(p, threads)
+    total = prod(p.output_size)
+    blocks = -(-p.out_per_group // tile)
+    units = p.batch * p.groups * blocks * -(-total // per)
+    busy = units / (threads * -(-units // threads)) if units else 1.0
+    flops = 2 * p.batch * p.groups * blocks * tile * -(-total // mr) * mr * \
+        p.in_per_group * p.kernel_volume
+    itemsize = compute_dtype(p.dtype).itemsize
+    padded = 0
+    if any(pair != (0, 0) for pair in p.padding):
+        padded = p.batch * p.in_channels * prod(p.padded_size) * itemsize
+    return {"fma": flops / busy,
+            "pack": 2 * p.groups * blocks * tile * p.in_per_group * p.kernel_volume *
+            itemsize,
+            "pad": padded,
+            "out": p.batch * p.out_channels * total * itemsize}
+
+
+def workspace_bytes(p) -> int:
+    """The padded input (when the layer pads or casts), the packed weights, and per
+    thread one block's sums and input bases."""
+    itemsize = compute_dtype(p.dtype).itemsize
+    padded = 0
+    if any(pair != (0, 0) for pair in p.padding) or p.dtype != compute_dtype(p.dtype):
+        padded = p.batch * p.in_channels * prod(p.padded_size) * itemsize
+    tile = lanes(p)
+    packed = p.groups * -(-p.out_per_group // tile) * tile * p.in_per_group * \
+        p.kernel_volume * itemsize
+    per = positions_per_block(p, get_num_threads()) + 12
+    return padded + packed + get_num_threads() * per * (tile * itemsize + 8)
+
+
+def can_implement(p, weight=None):
+    if compute_dtype(p.dtype) != np.float32:
+        return f"computes in float32 vectors only, got dtype={p.dtype.name} " \
+               "(float64 has no 8-lane kernel)"
+    return None
