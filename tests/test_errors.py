@@ -68,7 +68,8 @@ W_FULL_RANK = np.random.default_rng(0).standard_normal(W.shape).astype(np.float3
      r"algo='winograd_f9x9' is unknown on backend '(numpy|numba)'; known: direct, "),
     (lambda: ck.conv2d(X, W, groups=2, stride=2, algo="winograd_f4x4_3x3"), ValueError,
      r"algo='winograd_f4x4_3x3' cannot run this call: needs stride 1, got \(2, 2\); "
-     r"algorithms that can: direct, (im2col_blocks, implicit_gemm, )?im2col, tap_gemm, fft"),
+     r"algorithms that can: direct, (im2col_blocks, implicit_gemm, )?im2col, tap_gemm, "
+     r"fft"),
     (lambda: ck.conv2d(X, W_FULL_RANK, groups=2, algo="separable"), ValueError,
      r"algo='separable' cannot run this call: some filter slice is not rank 1"),
     (lambda: ck.conv2d(X, W, groups=2, algo=3), TypeError, "expected algo to be a string"),
