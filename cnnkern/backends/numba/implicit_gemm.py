@@ -177,14 +177,13 @@ def _write(buf, lanes, yf, y_at, out_vol, jn, npos):
 
 
 @njit(cache=True, parallel=True)
-def _kernel(xf, wp, y, offs, in_shape, out_shape, stride, per):
+def _kernel(xf, wp, y, offs, in_shape, out_shape, stride, per, mr):
     """``y (N, K, OD*OH*OW)`` from the padded input ``xf`` (flat ``in_shape`` (N, C, D,
-    H, W)) and the packed weights ``wp (G, blocks, taps*C/G, lanes)``; one (image,
-    group, channel block, ``per`` positions) per iteration."""
+    H, W)) and the packed weights ``wp (G, blocks, taps*C/G, lanes)``, ``mr`` positions
+    a tile; one (image, group, channel block, ``per`` positions) per iteration."""
     n_, oc_, out_vol = y.shape
     g_, nb, kk, lanes = wp.shape
     ocg = oc_ // g_
-    mr = 6 if lanes == 64 else 12
     cg = in_shape[1] // g_
     in_hw = in_shape[3] * in_shape[4]
     in_vol = in_shape[2] * in_hw
@@ -240,11 +239,21 @@ def lanes(p) -> int:
     return 64 if p.out_per_group > 32 else 32
 
 
+def tile_positions(p) -> int:
+    """Output positions of a tile: 6 of 64 channels, 12 of 32 (24 vector sums)."""
+    return 6 if lanes(p) == 64 else 12
+
+
+def _blocks(p) -> int:
+    """Channel blocks of a group."""
+    return -(-p.out_per_group // lanes(p))
+
+
 def positions_per_block(p, threads: int) -> int:
     """``MAX_POSITIONS`` (whole tiles), halved while the call has fewer than four blocks
     a thread."""
-    mr = 6 if lanes(p) == 64 else 12
-    units = p.batch * p.groups * -(-p.out_per_group // lanes(p))
+    mr = tile_positions(p)
+    units = p.batch * p.groups * _blocks(p)
     total = prod(p.output_size)
     per = MAX_POSITIONS
     while per > mr and units * -(-total // per) < 4 * threads:
@@ -267,57 +276,56 @@ def conv(x, w, bias, p):
     sync_numba()
     cd = compute_dtype(p.dtype)
     xp = as3d(pad_input(x, p, dtype=cd), cd)
-    tile = lanes(p)
-    blocks = -(-p.out_per_group // tile)
     kk = p.in_per_group * p.kernel_volume
-    wp = np.empty((p.groups, blocks, kk, tile), dtype=cd)
+    wp = np.empty((p.groups, _blocks(p), kk, lanes(p)), dtype=cd)
     _pack(np.ascontiguousarray(w, dtype=cd).reshape(p.groups, p.out_per_group, kk), wp)
     y = alloc((p.batch, p.out_channels, prod(p.output_size)), dtype=cd)
     _kernel(xp.reshape(-1), wp, y, _offsets(p), np.array(xp.shape, np.int64),
             np.array(triple(p.output_size, 1), np.int64),
             np.array(triple(p.stride, 1), np.int64),
-            positions_per_block(p, get_num_threads()))
+            positions_per_block(p, get_num_threads()), tile_positions(p))
     return finish(y.reshape(p.output_shape), bias, p)
+
+
+def _padded_bytes(p, cast: bool) -> int:
+    """The padded input copy: when the layer pads (or, with ``cast``, is float16)."""
+    padded = any(pair != (0, 0) for pair in p.padding)
+    if not (padded or cast and p.dtype != compute_dtype(p.dtype)):
+        return 0
+    return p.batch * p.in_channels * prod(p.padded_size) * compute_dtype(p.dtype).itemsize
+
+
+def _packed_bytes(p) -> int:
+    """The packed weights, idle lanes included."""
+    return p.groups * _blocks(p) * lanes(p) * p.in_per_group * p.kernel_volume * \
+        compute_dtype(p.dtype).itemsize
 
 
 def features(p) -> dict:
     """The amounts the cost model charges (``dispatch.NUMBA_RATES["igemm_*"]``): the
     multiply-adds run, idle lanes and the last tile's copies included, as FLOPs and
     divided by the share of the threads the blocks keep busy; the bytes of packed
-    weights and of the padded input written; the output written."""
+    weights (read and written) and of the padded input written; the output written."""
     threads = get_num_threads()
-    tile = lanes(p)
-    mr = 6 if tile == 64 else 12
+    mr = tile_positions(p)
     per = positions_per_block(p, threads)
     total = prod(p.output_size)
-    blocks = -(-p.out_per_group // tile)
-    units = p.batch * p.groups * blocks * -(-total // per)
+    units = p.batch * p.groups * _blocks(p) * -(-total // per)
     busy = units / (threads * -(-units // threads)) if units else 1.0
-    flops = 2 * p.batch * p.groups * blocks * tile * -(-total // mr) * mr * \
+    flops = 2 * p.batch * p.groups * _blocks(p) * lanes(p) * -(-total // mr) * mr * \
         p.in_per_group * p.kernel_volume
-    itemsize = compute_dtype(p.dtype).itemsize
-    padded = 0
-    if any(pair != (0, 0) for pair in p.padding):
-        padded = p.batch * p.in_channels * prod(p.padded_size) * itemsize
-    return {"fma": flops / busy,
-            "pack": 2 * p.groups * blocks * tile * p.in_per_group * p.kernel_volume *
-            itemsize,
-            "pad": padded,
-            "out": p.batch * p.out_channels * total * itemsize}
+    return {"fma": flops / busy, "pack": 2 * _packed_bytes(p),
+            "pad": _padded_bytes(p, cast=False),
+            "out": p.batch * p.out_channels * total * compute_dtype(p.dtype).itemsize}
 
 
 def workspace_bytes(p) -> int:
     """The padded input (when the layer pads or casts), the packed weights, and per
     thread one block's sums and input bases."""
-    itemsize = compute_dtype(p.dtype).itemsize
-    padded = 0
-    if any(pair != (0, 0) for pair in p.padding) or p.dtype != compute_dtype(p.dtype):
-        padded = p.batch * p.in_channels * prod(p.padded_size) * itemsize
-    tile = lanes(p)
-    packed = p.groups * -(-p.out_per_group // tile) * tile * p.in_per_group * \
-        p.kernel_volume * itemsize
-    per = positions_per_block(p, get_num_threads()) + 12
-    return padded + packed + get_num_threads() * per * (tile * itemsize + 8)
+    per = positions_per_block(p, get_num_threads()) + tile_positions(p)
+    per_position = lanes(p) * compute_dtype(p.dtype).itemsize + 8
+    return _padded_bytes(p, cast=True) + _packed_bytes(p) + \
+        get_num_threads() * per * per_position
 
 
 def can_implement(p, weight=None):
