@@ -17,7 +17,7 @@ import sys
 from benchmarks.nnls_fit import fit_rates, layer_params
 from cnnkern.backends.numba.implicit_gemm import features
 
-FEATURES = ["fma", "pack", "pad", "out"]
+FEATURES = ["fma", "fma32", "fma_dilated", "pack", "pad", "out"]
 
 
 def rows(paths):

@@ -132,15 +132,17 @@ NUMBA_RATES = {
     "flat_call": 1.41e-5,   # its fixed cost per call, seconds
     # Winograd's two plans, fitted (non-negative least squares on relative error) to
     # 72 timings of each: the suites' 18 dense stride-1 3x3 layers, F2 and F4, batch 1
-    # and 8, 2-core EPYC (benchmarks/winograd_plans.py; results 2026-11-23). The
-    # work-item plan transforms the filters into a fresh array (first touch included);
-    # the channel plan, block by block in cache:
-    "tiles_gemm": 1.26e11,       # FLOP/s of the per-point GEMMs
+    # and 8, 2-core EPYC (benchmarks/winograd_plans.py; results 2026-11-23, refitted
+    # with the channel plan's register-tile GEMMs). The work-item plan transforms the
+    # filters into a fresh array (first touch included); the channel plan, block by
+    # block in cache:
+    "tiles_gemm": 1.19e11,       # FLOP/s of the per-point GEMMs (BLAS)
     "tiles_transform": 1.08e10,  # (tile, point, channel) x alpha terms/s
-    "tiles_filter": 1.13e9,      # elements/s of transformed filters
-    "channels_gemm": 1.53e11,
-    "channels_transform": 5.95e9,
-    "channels_filter": 2.84e9,
+    "tiles_filter": 1.93e9,      # elements/s of transformed filters
+    "channels_gemm": 1.87e11,
+    "channels_tiled": 2.14e11,   # FLOP/s of its GEMMs in register tiles (simd_gemms)
+    "channels_transform": 5.09e9,
+    "channels_filter": 3.97e9,
     "winograd_call": 6.0e-5,     # seconds per call (an 8-channel 8x8 layer; not fitted)
     # tap_gemm (the NumPy code), fitted (non-negative least squares on relative error)
     # to its times on the dense and grouped suite layers with more than one tap and
@@ -181,12 +183,15 @@ NUMBA_RATES = {
     "blocks_caution": 1.1,
     # implicit_gemm, fitted (non-negative least squares on relative error) to its times
     # on the 52 non-depthwise suite layers at batch 1 (2026-11-23,
-    # benchmarks/implicit_gemm_fit.py; model/measured 0.53-1.26, median 1.02):
-    "igemm_fma": 2.02e11,    # FLOP/s of its micro-kernel, idle lanes included
-    "igemm_pack": 6.83e10,   # bytes/s of weights packed (read and written)
-    "igemm_pad": 2.86e9,     # bytes/s of padded input written
-    "igemm_out": 2.37e10,    # bytes/s of output written from the blocks' sums
-    "igemm_call": 3.55e-5,   # seconds of fixed cost per call
+    # benchmarks/implicit_gemm_fit.py; model/measured 0.63-1.27, median 1.00; one rate
+    # for all its FLOPs had left the 32-lane and dilated layers at 0.53-0.78):
+    "igemm_fma": 2.11e11,    # FLOP/s of its 6 x 64 tile, idle lanes included
+    "igemm_fma32": 1.21e11,  # ... of its 12 x 32 tile
+    "igemm_fma_dilated": 1.39e11,  # ... of the 6 x 64 tile on dilated taps
+    "igemm_pack": 4.43e10,   # bytes/s of weights packed (read and written)
+    "igemm_pad": 3.35e9,     # bytes/s of padded input written
+    "igemm_out": 2.25e10,    # bytes/s of output written from the blocks' sums
+    "igemm_call": 2.91e-5,   # seconds of fixed cost per call
 }
 
 
@@ -266,10 +271,8 @@ def winograd_plan_seconds(p: ConvParams, m: int, threads: int) -> Mapping[str, f
     seconds = {}
     for plan in plans(p, m):
         f = plan_features(p, m, plan)
-        seconds[plan] = f["gemm"] / NUMBA_RATES[f"{plan}_gemm"] + \
-            f["transform"] / NUMBA_RATES[f"{plan}_transform"] + \
-            f["filter"] / NUMBA_RATES[f"{plan}_filter"] + \
-            f["call"] * NUMBA_RATES["winograd_call"]
+        seconds[plan] = f.pop("call") * NUMBA_RATES["winograd_call"] + \
+            sum(v / NUMBA_RATES[f"{plan}_{k}"] for k, v in f.items() if v)
     return MappingProxyType(seconds)
 
 
@@ -371,7 +374,7 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
             rate["blocks_call"])
     if name == "implicit_gemm":
         from .backends.numba.implicit_gemm import features
-        return sum(v / rate[f"igemm_{k}"] for k, v in features(p).items()) + \
+        return sum(v / rate[f"igemm_{k}"] for k, v in features(p).items() if v) + \
             rate["igemm_call"]
     if name.startswith("winograd_"):
         return min(winograd_plan_seconds(p, winograd_m(name), get_num_threads()).values())

@@ -1,6 +1,6 @@
 """Implicit GEMM on the CPU: the convolution as the GEMM ``out[p, o] = sum_k col[p, k]
 w[o, k]`` with the column matrix never built. A register-blocked micro-kernel
-(``simd.py``) keeps 6 output positions x 64 output channels (or 12 x 32) of sums in
+(``register_tiles.py``) keeps 6 output positions x 64 output channels (or 12 x 32) of sums in
 vector registers through the whole reduction; each step broadcasts one input element per
 position, read straight from the (padded) NCHW input at the position's base plus the
 step's offset, and multiplies it with a row of 64 packed weights.
@@ -25,123 +25,12 @@ from numba import njit, prange
 from ...threads import get_num_threads
 from ..numpy._common import alloc, finish, pad_input
 from ._layout import as3d, compute_dtype, sync_numba, triple
-from .simd import transpose16, vbroadcast, vfma, vload, vstore, vzero
+from .register_tiles import tile32, tile64
+from .simd import transpose16
 
 #: Output positions of a block: its sums (positions x 64 x 4 bytes, 50 KiB at most)
 #: stay in the core's L2 until they are written out.
 MAX_POSITIONS = 192
-
-
-@njit(cache=True, inline="always")
-def _zeros4():
-    return vzero(), vzero(), vzero(), vzero()
-
-
-@njit(cache=True, inline="always")
-def _zeros2():
-    return vzero(), vzero()
-
-
-@njit(cache=True, inline="always")
-def _fma4(a, b, c):
-    x = vbroadcast(a)
-    return vfma(x, b[0], c[0]), vfma(x, b[1], c[1]), vfma(x, b[2], c[2]), \
-        vfma(x, b[3], c[3])
-
-
-@njit(cache=True, inline="always")
-def _fma2(a, b, c):
-    x = vbroadcast(a)
-    return vfma(x, b[0], c[0]), vfma(x, b[1], c[1])
-
-
-@njit(cache=True, inline="always")
-def _store4(buf, at, c):
-    vstore(buf, at, c[0])
-    vstore(buf, at + 16, c[1])
-    vstore(buf, at + 32, c[2])
-    vstore(buf, at + 48, c[3])
-
-
-@njit(cache=True, inline="always")
-def _store2(buf, at, c):
-    vstore(buf, at, c[0])
-    vstore(buf, at + 16, c[1])
-
-
-@njit(cache=True, inline="always")
-def _tile64(xf, wf, w_at, offs, kk, bs, buf, at):
-    """Sums of 6 positions (input bases ``bs[:6]``) x 64 channels into ``buf[at:]``."""
-    b0, b1, b2, b3, b4, b5 = bs[0], bs[1], bs[2], bs[3], bs[4], bs[5]
-    c0 = _zeros4()
-    c1 = _zeros4()
-    c2 = _zeros4()
-    c3 = _zeros4()
-    c4 = _zeros4()
-    c5 = _zeros4()
-    for k in range(kk):
-        w = w_at + k * 64
-        b = vload(wf, w), vload(wf, w + 16), vload(wf, w + 32), vload(wf, w + 48)
-        q = offs[k]
-        c0 = _fma4(xf[b0 + q], b, c0)
-        c1 = _fma4(xf[b1 + q], b, c1)
-        c2 = _fma4(xf[b2 + q], b, c2)
-        c3 = _fma4(xf[b3 + q], b, c3)
-        c4 = _fma4(xf[b4 + q], b, c4)
-        c5 = _fma4(xf[b5 + q], b, c5)
-    _store4(buf, at, c0)
-    _store4(buf, at + 64, c1)
-    _store4(buf, at + 128, c2)
-    _store4(buf, at + 192, c3)
-    _store4(buf, at + 256, c4)
-    _store4(buf, at + 320, c5)
-
-
-@njit(cache=True, inline="always")
-def _tile32(xf, wf, w_at, offs, kk, bs, buf, at):
-    """Sums of 12 positions x 32 channels (the tile for 32 or fewer channels)."""
-    b0, b1, b2, b3, b4, b5 = bs[0], bs[1], bs[2], bs[3], bs[4], bs[5]
-    b6, b7, b8, b9, b10, b11 = bs[6], bs[7], bs[8], bs[9], bs[10], bs[11]
-    c0 = _zeros2()
-    c1 = _zeros2()
-    c2 = _zeros2()
-    c3 = _zeros2()
-    c4 = _zeros2()
-    c5 = _zeros2()
-    c6 = _zeros2()
-    c7 = _zeros2()
-    c8 = _zeros2()
-    c9 = _zeros2()
-    c10 = _zeros2()
-    c11 = _zeros2()
-    for k in range(kk):
-        w = w_at + k * 32
-        b = vload(wf, w), vload(wf, w + 16)
-        q = offs[k]
-        c0 = _fma2(xf[b0 + q], b, c0)
-        c1 = _fma2(xf[b1 + q], b, c1)
-        c2 = _fma2(xf[b2 + q], b, c2)
-        c3 = _fma2(xf[b3 + q], b, c3)
-        c4 = _fma2(xf[b4 + q], b, c4)
-        c5 = _fma2(xf[b5 + q], b, c5)
-        c6 = _fma2(xf[b6 + q], b, c6)
-        c7 = _fma2(xf[b7 + q], b, c7)
-        c8 = _fma2(xf[b8 + q], b, c8)
-        c9 = _fma2(xf[b9 + q], b, c9)
-        c10 = _fma2(xf[b10 + q], b, c10)
-        c11 = _fma2(xf[b11 + q], b, c11)
-    _store2(buf, at, c0)
-    _store2(buf, at + 32, c1)
-    _store2(buf, at + 64, c2)
-    _store2(buf, at + 96, c3)
-    _store2(buf, at + 128, c4)
-    _store2(buf, at + 160, c5)
-    _store2(buf, at + 192, c6)
-    _store2(buf, at + 224, c7)
-    _store2(buf, at + 256, c8)
-    _store2(buf, at + 288, c9)
-    _store2(buf, at + 320, c10)
-    _store2(buf, at + 352, c11)
 
 
 @njit(cache=True, inline="always")
@@ -202,9 +91,9 @@ def _kernel(xf, wp, y, offs, in_shape, out_shape, stride, per, mr):
         w_at = (g * nb + blk) * kk * lanes
         for t in range(0, npos, mr):
             if lanes == 64:
-                _tile64(xf, wp, w_at, offs, kk, bs[t:], buf, t * lanes)
+                tile64(xf, wp, w_at, offs, kk, bs[t:], buf, t * lanes)
             else:
-                _tile32(xf, wp, w_at, offs, kk, bs[t:], buf, t * lanes)
+                tile32(xf, wp, w_at, offs, kk, bs[t:], buf, t * lanes)
         oc0 = g * ocg + blk * lanes
         _write(buf, lanes, yf, (n * oc_ + oc0) * out_vol + p0, out_vol,
                min(lanes, ocg - blk * lanes), npos)
@@ -304,7 +193,10 @@ def _packed_bytes(p) -> int:
 def features(p) -> dict:
     """The amounts the cost model charges (``dispatch.NUMBA_RATES["igemm_*"]``): the
     multiply-adds run, idle lanes and the last tile's copies included, as FLOPs and
-    divided by the share of the threads the blocks keep busy; the bytes of packed
+    divided by the share of the threads the blocks keep busy: under ``fma``, or
+    ``fma32`` for the 12 x 32 tile (its 12 row bases crowd the integer registers), or
+    ``fma_dilated`` where the taps spread over (d - 1) x more input rows and columns,
+    which leave the caches sooner; the bytes of packed
     weights (read and written) and of the padded input written; the output written."""
     threads = get_num_threads()
     mr = tile_positions(p)
@@ -314,7 +206,8 @@ def features(p) -> dict:
     busy = units / (threads * -(-units // threads)) if units else 1.0
     flops = 2 * p.batch * p.groups * _blocks(p) * lanes(p) * -(-total // mr) * mr * \
         p.in_per_group * p.kernel_volume
-    return {"fma": flops / busy, "pack": 2 * _packed_bytes(p),
+    tile = "fma32" if lanes(p) == 32 else "fma_dilated" if max(p.dilation) > 1 else "fma"
+    return {"fma": 0.0, "fma32": 0.0, "fma_dilated": 0.0, tile: flops / busy, "pack": 2 * _packed_bytes(p),
             "pad": _padded_bytes(p, cast=False),
             "out": p.batch * p.out_channels * total * compute_dtype(p.dtype).itemsize}
 

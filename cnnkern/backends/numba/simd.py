@@ -15,7 +15,10 @@ no bounds check (the callers keep their indices inside the arrays).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import llvmlite.ir as ir
+from llvmlite import binding
 from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
@@ -25,6 +28,13 @@ LANES = 16
 _F32 = ir.FloatType()
 _VEC = ir.VectorType(_F32, LANES)
 _MASK = ir.VectorType(ir.IntType(32), LANES)
+
+
+@lru_cache(maxsize=1)
+def full_width() -> bool:
+    """Whether one of the host's vector registers holds a whole vector (AVX-512). Where
+    it does not, register tiles spill; callers with a BLAS path take that instead."""
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
 
 
 class Float32x16(types.Type):

@@ -38,13 +38,16 @@ from __future__ import annotations
 from math import prod
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from ...winograd import float_transforms
 from ...threads import get_num_threads
 from ..numpy._common import alloc
 from ..numpy.workspace import prefix, workspace
 from ._layout import bias_or_zeros, compute_dtype, index_maps, sync_numba
+from .register_tiles import tile64
+from .simd import full_width
 
 R = 3
 #: Buffers of one work item (one per thread at a time): cache-sized; the best of
@@ -52,6 +55,9 @@ R = 3
 ITEM_BYTES = 4 * 2**20
 #: Tiles per GEMM that an item may grow past ITEM_BYTES to reach.
 GEMM_TILES = 64
+#: The register tile of the channel plan's point GEMMs (``simd_gemms``): tiles x
+#: channels, and the fewest tiles worth it (the 6-row tile pads 4 tiles to 6).
+SIMD_TILES, SIMD_LANES, SIMD_MIN_TILES = 6, 64, 12
 #: The channel plan's chunk: transformed tiles (which every thread reads) and the
 #: threads' GEMM results. Within the 32 MiB L3; 16 and 32 MiB measured no better.
 CHUNK_BYTES = 8 * 2**20
@@ -295,8 +301,39 @@ def _input_stage(x, hmap, wmap, bth, btw, v, tiles_h, tiles_w, mh, mw, r0):
                        r * tiles_w, tiles_w, mw)
 
 
+def _tiled_gemms(v, g, u3, mm):
+    """``mm[p, 0, t, :] = v[p, g, t, :] @ u3[p]`` for every point, 6 tiles x 64
+    channels at a time in ``register_tiles.tile64``; the rows of ``mm`` past the last
+    tile get copies of it. Float32 only; typed per dtype (below), so that the float64
+    build of ``_channel_stage``, which never takes this path, still compiles."""
+    raise NotImplementedError("called from Numba code only")
+
+
+@overload(_tiled_gemms, jit_options={"cache": True})
+def _tiled_gemms_typed(v, g, u3, mm):
+    if v.dtype != types.float32:
+        def refuse(v, g, u3, mm):
+            raise ValueError("register tiles take float32 only")
+        return refuse
+
+    def gemms(v, g, u3, mm):
+        pts, groups, ntiles, cig = v.shape
+        rows = mm.shape[2]
+        vf, uf, mf = v.reshape(v.size), u3.reshape(u3.size), mm.reshape(mm.size)
+        offs = np.arange(cig)
+        bs = np.empty(SIMD_TILES, dtype=np.int64)
+        for p in range(pts):
+            v_at = (p * groups + g) * ntiles * cig
+            for t0 in range(0, ntiles, SIMD_TILES):
+                for i in range(SIMD_TILES):
+                    bs[i] = v_at + min(t0 + i, ntiles - 1) * cig
+                tile64(vf, uf, p * cig * SIMD_LANES, offs, cig, bs, mf,
+                       (p * rows + t0) * SIMD_LANES)
+    return gemms
+
+
 @njit(cache=True, parallel=True)
-def _channel_stage(w2, gh, gw, v, ath, atw, bias, y, tiles_h, tiles_w, r0, lanes):
+def _channel_stage(w2, gh, gw, v, ath, atw, bias, y, tiles_h, tiles_w, r0, lanes, simd):
     """For each (group, block of ``lanes`` output channels): the block's transformed
     filters, the GEMMs of every point over all the tiles in ``v``, and the output
     transform of the block's channels, all in one thread's cache-sized buffers. The
@@ -321,9 +358,14 @@ def _channel_stage(w2, gh, gw, v, ath, atw, bias, y, tiles_h, tiles_w, r0, lanes
         for c0 in range(0, cig, FILTER_CHANNELS):
             _filter_block(w2, gh, gw, k0, c0, min(FILTER_CHANNELS, cig - c0), u3, taps,
                           tmp)
-        mm = np.empty((pts, 1, ntiles, nb), dtype=y.dtype)
-        for p in range(pts):            # single-threaded BLAS, inside this thread
-            np.dot(v[p, g], u3[p], mm[p, 0])
+        if simd:
+            rows_ = (ntiles + SIMD_TILES - 1) // SIMD_TILES * SIMD_TILES
+            mm = np.empty((pts, 1, rows_, nb), dtype=y.dtype)
+            _tiled_gemms(v, g, u3, mm)
+        else:
+            mm = np.empty((pts, 1, ntiles, nb), dtype=y.dtype)
+            for p in range(pts):        # single-threaded BLAS, inside this thread
+                np.dot(v[p, g], u3[p], mm[p, 0])
         kbias = bias[k0:k0 + nb]
         tmp_out = np.empty((mh, aw, nb), dtype=y.dtype)
         out = np.empty((mh, tiles_w * mw, nb), dtype=y.dtype)
@@ -401,7 +443,8 @@ def _tile_maps(p, m):
 
 def workspace_bytes(p, m) -> int:
     """The plan's buffers: per thread a work item's, and the transformed filters; or
-    a chunk of transformed tiles, and per thread a block of channels'."""
+    a chunk of transformed tiles, and per thread a block of channels' (with the rows
+    that the register tiles pad the GEMM results with)."""
     itemsize = compute_dtype(p.dtype).itemsize
     threads = get_num_threads()
     ah, aw = _alphas(p, m)
@@ -414,7 +457,7 @@ def workspace_bytes(p, m) -> int:
     th, tw, mh, mw = _tiles(p, m)
     lanes = _lanes(p)
     slab = (ah * (tw * mw + aw) + ah * aw) * p.in_channels
-    block = _points(p, m) * p.in_per_group * lanes + \
+    block = _points(p, m) * (p.in_per_group + SIMD_TILES - 1) * lanes + \
         gather_rows * (lanes + ROW_SKEW) + mh * (tw * mw + aw) * lanes
     chunk = min(p.batch * th, _chunk_rows(p, m)) * _row_bytes(p, m)
     return chunk + threads * (max(slab * itemsize, block * itemsize))
@@ -445,7 +488,8 @@ def conv(x, w, bias, p, m):
                 nr = min(rows, total - r0)
                 v = prefix(flat, shape[:2] + (nr * tw, shape[3]))
                 _input_stage(x4, hmap, wmap, bth, btw, v, th, tw, mh, mw, r0)
-                _channel_stage(w2, gh, gw, v, ath, atw, b, y, th, tw, r0, lanes)
+                _channel_stage(w2, gh, gw, v, ath, atw, b, y, th, tw, r0, lanes,
+                               simd_gemms(p, nr * tw))
     else:
         with workspace((p.groups, ah * aw, p.in_per_group, p.out_per_group), cd) as u:
             _filter_transform(w2, gh, gw, u)
@@ -464,16 +508,29 @@ def plan_for(p, m) -> str:
 
 
 def plan_features(p, m, plan: str) -> dict:
-    """The counts the cost model rates for ``plan``: GEMM FLOPs (float32-equivalent),
-    transform terms, elements of transformed filters computed (the channel plan
-    computes them once per chunk), and one call. (BLAS calls and bytes streamed past
-    the cache were tried as well: the fit gave them no weight.)"""
+    """The counts the cost model rates for ``plan``: GEMM FLOPs (float32-equivalent) in
+    BLAS and in register tiles (the channel plan's, ``simd_gemms``; rows padded to
+    whole tiles), transform terms, elements of transformed filters computed (the
+    channel plan computes them once per chunk), and one call. (BLAS calls and bytes
+    streamed past the cache were tried as well: the fit gave them no weight.)"""
     th, tw = _tiles(p, m)[:2]
     tiles = p.batch * th * tw
     pts, alpha = _points(p, m), _alphas(p, m)[1]
     filters = pts * p.out_channels * p.in_per_group
-    chunks = 1 if plan == "tiles" else -(-p.batch * th // _chunk_rows(p, m))
-    return dict(gemm=2.0 * tiles * filters * compute_dtype(p.dtype).itemsize / 4,
+    scale = compute_dtype(p.dtype).itemsize / 4
+    gemm = tiled = 0.0
+    if plan == "tiles":
+        chunks, gemm = 1, 2.0 * tiles * filters * scale
+    else:
+        rows, total = _chunk_rows(p, m), p.batch * th
+        chunks = -(-total // rows)
+        for r0 in range(0, total, rows):
+            nt = min(rows, total - r0) * tw
+            if simd_gemms(p, nt):
+                tiled += 2.0 * -(-nt // SIMD_TILES) * SIMD_TILES * filters
+            else:
+                gemm += 2.0 * nt * filters * scale
+    return dict(gemm=gemm, tiled=tiled,
                 transform=float(tiles * pts * alpha * (p.in_channels + p.out_channels)),
                 filter=float(chunks * filters), call=1.0)
 
@@ -494,6 +551,15 @@ def plans(p, m) -> tuple:
     """The plans that keep to their buffer bounds: the channel plan needs a whole tile
     row in a chunk (a long 1-D signal is one tile row)."""
     return ("tiles", "channels") if _row_bytes(p, m) <= CHUNK_BYTES else ("tiles",)
+
+
+def simd_gemms(p, ntiles: int) -> bool:
+    """Whether the channel plan's point GEMMs over ``ntiles`` tiles run in register
+    tiles (float32 blocks of 64 channels, on AVX-512) rather than in BLAS. The tile
+    takes 6 rows, so below SIMD_MIN_TILES the rows it pads cost more than BLAS's
+    overhead on a small GEMM saves."""
+    return compute_dtype(p.dtype) == np.float32 and _lanes(p) == SIMD_LANES and \
+        p.out_per_group % SIMD_LANES == 0 and ntiles >= SIMD_MIN_TILES and full_width()
 
 
 def _lanes(p) -> int:
