@@ -435,7 +435,7 @@ def test_winograd_plans_match_the_reference_on_random_calls(plan, chunk, rng,
 def test_winograd_channel_plan_register_tiles_match_the_reference(m, rng, monkeypatch):
     """The channel plan's point GEMMs in register tiles (``simd_gemms``: float32, 64
     channel blocks): tile counts that leave a partial 6-row tile, groups, 1-D, and
-    with one-row chunks, chunks too small for the tiles (BLAS) between tiled ones.
+    with one-row chunks, chunks too small for the tiles (BLAS) beside tiled ones.
     The tiles must actually run where the host has AVX-512."""
     from cnnkern.backends.numba import winograd
     from cnnkern.backends.numba.simd import full_width
@@ -443,7 +443,7 @@ def test_winograd_channel_plan_register_tiles_match_the_reference(m, rng, monkey
     monkeypatch.setattr(winograd, "_lanes", lambda p: 64)
     tiled, decide = [], winograd.simd_gemms
     monkeypatch.setattr(winograd, "simd_gemms",
-                        lambda p, n: tiled.append(decide(p, n)) or tiled[-1])
+                        lambda *a: tiled.append(decide(*a)) or tiled[-1])
     cases = [((2, 24, 13, 11), (128, 24, 3, 3), dict(padding=1)),
              ((1, 40, 17, 9), (128, 20, 3, 3), dict(padding=(2, 0), groups=2)),
              ((3, 16, 70), (64, 16, 3), dict(padding=1, padding_mode="reflect"))]
@@ -460,7 +460,7 @@ def test_winograd_channel_plan_register_tiles_match_the_reference(m, rng, monkey
             y = fn(x, w, b, algo=algo, **kw)
             ref = fn(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                      algo="direct", backend="numpy", **kw)
-            assert rel_err(y, ref) < (1e-4 if m == 4 else 2e-5), (m, xs, ws, kw, chunk)
+            assert rel_err(y, ref) < (1e-4 if m == 4 else 2e-5), (xs, ws, kw, chunk)
     assert any(tiled) == full_width() and not all(tiled)
 
 

@@ -1,9 +1,9 @@
 """Implicit GEMM on the CPU: the convolution as the GEMM ``out[p, o] = sum_k col[p, k]
 w[o, k]`` with the column matrix never built. A register-blocked micro-kernel
-(``register_tiles.py``) keeps 6 output positions x 64 output channels (or 12 x 32) of sums in
-vector registers through the whole reduction; each step broadcasts one input element per
-position, read straight from the (padded) NCHW input at the position's base plus the
-step's offset, and multiplies it with a row of 64 packed weights.
+(``register_tiles.py``) keeps 6 output positions x 64 output channels (or 8 x 32) of
+sums in vector registers through the whole reduction; each step broadcasts one input
+element per position, read straight from the (padded) NCHW input at the position's
+base plus the step's offset, and multiplies it with a row of 64 packed weights.
 
 What it needs besides the output: a padded copy of the input when the layer pads (none
 otherwise), the weights packed as ``(groups, blocks, K, 64)`` rows (one transposing
@@ -129,8 +129,8 @@ def lanes(p) -> int:
 
 
 def tile_positions(p) -> int:
-    """Output positions of a tile: 6 of 64 channels, 12 of 32 (24 vector sums)."""
-    return 6 if lanes(p) == 64 else 12
+    """Output positions of a tile: 6 of 64 channels (24 vector sums), 8 of 32 (16)."""
+    return 6 if lanes(p) == 64 else 8
 
 
 def _blocks(p) -> int:
@@ -194,9 +194,9 @@ def features(p) -> dict:
     """The amounts the cost model charges (``dispatch.NUMBA_RATES["igemm_*"]``): the
     multiply-adds run, idle lanes and the last tile's copies included, as FLOPs and
     divided by the share of the threads the blocks keep busy: under ``fma``, or
-    ``fma32`` for the 12 x 32 tile (its 12 row bases crowd the integer registers), or
-    ``fma_dilated`` where the taps spread over (d - 1) x more input rows and columns,
-    which leave the caches sooner; the bytes of packed
+    ``fma32`` for the 8 x 32 tile (a broadcast for every two multiply-adds, against
+    four in the 6 x 64 tile), or ``fma_dilated`` where the taps spread over (d - 1) x
+    more input rows and columns, which leave the caches sooner; the bytes of packed
     weights (read and written) and of the padded input written; the output written."""
     threads = get_num_threads()
     mr = tile_positions(p)
@@ -207,8 +207,8 @@ def features(p) -> dict:
     flops = 2 * p.batch * p.groups * _blocks(p) * lanes(p) * -(-total // mr) * mr * \
         p.in_per_group * p.kernel_volume
     tile = "fma32" if lanes(p) == 32 else "fma_dilated" if max(p.dilation) > 1 else "fma"
-    return {"fma": 0.0, "fma32": 0.0, "fma_dilated": 0.0, tile: flops / busy, "pack": 2 * _packed_bytes(p),
-            "pad": _padded_bytes(p, cast=False),
+    return {"fma": 0.0, "fma32": 0.0, "fma_dilated": 0.0, tile: flops / busy,
+            "pack": 2 * _packed_bytes(p), "pad": _padded_bytes(p, cast=False),
             "out": p.batch * p.out_channels * total * compute_dtype(p.dtype).itemsize}
 
 
