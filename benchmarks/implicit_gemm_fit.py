@@ -51,14 +51,14 @@ def refit(name, paths):
     """The rate of feature ``name`` alone, the others held."""
     import numpy as np
     from cnnkern.dispatch import NUMBA_RATES
-    held = [NUMBA_RATES[f"igemm_{k}"] for k in FEATURES] + [1 / NUMBA_RATES["igemm_call"]]
     col = FEATURES.index(name)
     layers, amount, other, t = [], [], [], []
     for layer, f, seconds in rows(paths):
         if f[col]:
             layers.append(layer)
             amount.append(f[col])
-            other.append(sum(v / r for i, (v, r) in enumerate(zip(f, held)) if i != col))
+            other.append(NUMBA_RATES["igemm_call"] + sum(
+                v / NUMBA_RATES[f"igemm_{k}"] for k, v in zip(FEATURES, f) if k != name))
             t.append(seconds)
     amount, other, t = (np.array(v) for v in (amount, other, t))
     inverse = np.sum(amount / t * (1 - other / t)) / np.sum((amount / t) ** 2)

@@ -17,7 +17,9 @@ from .simd import vbroadcast, vfma, vload, vstore, vzero
 
 @njit(cache=True, inline="always")
 def _unsigned(i):
-    """An index as unsigned: its reads then carry no negative-index wraparound."""
+    """An index as unsigned: its reads then carry no negative-index wraparound (the
+    8 x 32 tile, 94 -> 112 GFLOP/s a core; the 6 x 64 tile measured the same
+    either way and reads with the plain indices)."""
     return np.uint64(i)
 
 
