@@ -1,19 +1,21 @@
 """The Numba ``depthwise`` algorithm's kernels timed on the suites' 2-D depthwise
-layers, and the rates of ``dispatch.NUMBA_RATES`` of the plane kernel ("phase_*") or
-of the flat-row kernel ("flat_*") fitted to them.
+layers, and the rates of ``dispatch.NUMBA_RATES`` of the plane kernel ("phase_*"),
+the flat-row kernel ("flat_*") or the sliding-window kernel ("slide_*") fitted to them.
 
     PYTHONPATH=. python benchmarks/depthwise_fit.py measure 1 out_b1.json
     PYTHONPATH=. python benchmarks/depthwise_fit.py measure 8 out_b8.json
-    PYTHONPATH=. python benchmarks/depthwise_fit.py fit planes|flat out_b1.json out_b8.json
+    PYTHONPATH=. python benchmarks/depthwise_fit.py fit planes|flat|slide out_b1.json out_b8.json
 
 ``measure <batch>`` runs every kernel that can take each layer (``planes``; ``rows``
 or ``taps``; ``blocks`` where ``depthwise_blocks.applies``; ``flat`` where
-``depthwise_flat.applies``), checks it against
+``depthwise_flat.applies``; ``slide`` where ``depthwise_slide.applies``), checks it
+against
 PyTorch in float64 (relative error under 1e-4) and times the kernels in turn, back to
 back after two warm-up calls: the median of up to 15 calls within 1.5 s, in three
 rounds, keeping each kernel's lowest median (the machine's noise moves a median by
 up to 2x between runs). ``fit`` solves non-negative least squares on relative error
-for the kernel's rates (``dispatch.planes_features``, ``depthwise_flat.features``),
+for the kernel's rates (``dispatch.planes_features``, ``depthwise_flat.features``,
+``depthwise_slide.features``),
 prints them with the
 model's ratio to each measured time, then the kernel the model picks with those rates
 against the fastest measured.
@@ -32,14 +34,18 @@ FEATURES = {
                 "phase_call")),
     "flat": (("taps", "copy", "loops", "call"),
              ("flat_tap", "flat_copy", "flat_loop", "flat_call")),
+    "slide": (("steps", "copy", "loops", "call"),
+              ("slide_step", "slide_copy", "slide_loop", "slide_call")),
 }
 
 
 def _features(kernel, p):
     from cnnkern import dispatch
-    from cnnkern.backends.numba import depthwise_flat
+    from cnnkern.backends.numba import depthwise_flat, depthwise_slide
     if kernel == "flat":
         return depthwise_flat.features(p, 4)
+    if kernel == "slide":
+        return depthwise_slide.features(p)
     return dispatch.planes_features(p, 4)
 
 
@@ -66,11 +72,12 @@ def _layers(batch):
 
 def _kernels(p):
     from cnnkern.backends.numba.depthwise import uses_row_kernel
-    from cnnkern.backends.numba import depthwise_flat
+    from cnnkern.backends.numba import depthwise_flat, depthwise_slide
     from cnnkern.backends.numba.depthwise_blocks import applies
     names = ["planes", "rows" if uses_row_kernel(p) else "taps"]
     return names + (["blocks"] if names[1] == "taps" and applies(p) else []) + \
-        (["flat"] if depthwise_flat.applies(p) else [])
+        (["flat"] if depthwise_flat.applies(p) else []) + \
+        (["slide"] if depthwise_slide.applies(p) else [])
 
 
 def measure(batch, path):

@@ -130,6 +130,11 @@ NUMBA_RATES = {
     "flat_copy": 2.51e10,   # elements/s copied in, initialised and copied out
     "flat_loop": 1.4e9,     # loops started per second (rows copied, kernel rows, groups)
     "flat_call": 1.41e-5,   # its fixed cost per call, seconds
+    # the sliding-window kernel (backends/numba/depthwise_slide.py)
+    "slide_step": 7.16e9,   # tile-weighted slide steps of 16 channels per second
+    "slide_copy": 1.65e10,  # elements/s transposed and copied in and out
+    "slide_loop": 5.17e8,   # slides started (a tile over a kernel row) per second
+    "slide_call": 2.56e-5,  # its fixed cost per call, seconds
     # Winograd's two plans, fitted (non-negative least squares on relative error) to
     # 72 timings of each: the suites' 18 dense stride-1 3x3 layers, F2 and F4, batch 1
     # and 8, 2-core EPYC (benchmarks/winograd_plans.py; results 2026-11-23, refitted
@@ -224,7 +229,7 @@ def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float
     call: ``planes`` (NCHW planes), ``flat`` (NCHW planes at stride 1, zero padding),
     ``rows`` (channels last, 3/5/7 wide) or ``taps`` (channels last, any kernel).
     Cached per call shape: the estimate, the workspace and the run each ask."""
-    from .backends.numba import depthwise_flat
+    from .backends.numba import depthwise_flat, depthwise_slide
     from .backends.numba.depthwise import uses_row_kernel
     scale = itemsize / 4
     rate = NUMBA_RATES
@@ -243,6 +248,11 @@ def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float
         visits = p.batch * out_vol * taps * p.inside_fraction
         seconds["taps"] = visits * -(-p.out_channels // 16) * scale / rate["tap_lanes"] + \
             rate["taps_call"]
+    if depthwise_slide.applies(p):
+        f = depthwise_slide.features(p)
+        seconds["slide"] = f["steps"] / rate["slide_step"] + \
+            f["copy"] / rate["slide_copy"] + f["loops"] / rate["slide_loop"] + \
+            rate["slide_call"]
     if depthwise_flat.applies(p):
         f = depthwise_flat.features(p, itemsize)
         seconds["flat"] = f["taps"] / rate["flat_tap"] + \

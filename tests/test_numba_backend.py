@@ -354,16 +354,22 @@ def suite_params(ref):
 
 @pytest.mark.parametrize("layer,kernel", [
     ("mobilenetv2/dw_56_s2", "planes"), ("mobilenetv2/dw_112", "flat"),
-    ("replknet31b/dw31_s1", "flat"), ("convnext_t/dw7_s3", "flat"),
-    ("mobilenetv2/dw_7", "flat"), ("replknet31b/dw31_s3", "blocks"),
-    ("replknet31b/dw13_s4", "flat"), ("convnext_t/dw7_s4", "flat"),
+    ("replknet31b/dw31_s1", "slide"), ("convnext_t/dw7_s3", "slide"),
+    ("mobilenetv2/dw_7", "flat"), ("replknet31b/dw31_s3", "slide"),
+    ("replknet31b/dw13_s4", "slide"), ("convnext_t/dw7_s4", "slide"),
+    ("shufflenet/dw3x3", "flat"),
 ])
 def test_depthwise_runs_the_kernel_measured_fastest(layer, kernel):
     """At batch 1 the cost model picks the kernel that measured fastest on these layers
-    (2-core EPYC, docs/dispatch.md): the flat-row kernel at stride 1 under zero
-    padding, but for a 31x31 kernel on a 14x14 image with 512 channels, which the
-    channel blocks take; the stride-phase planes at stride 2."""
+    (2-core EPYC, docs/dispatch.md): the sliding window for 7x7 and larger kernels,
+    the flat-row kernel for 3x3 ones at stride 1 under zero padding (on MobileNetV2's
+    7x7 image 1.13x the sliding window's time), the stride-phase planes at stride 2.
+    Without AVX-512 (or in float64) the sliding window does not run and the flat-row
+    kernel takes its layers."""
     from cnnkern.backends.numba.depthwise import kernel_for
+    from cnnkern.backends.numba.simd import full_width
+    if kernel == "slide" and not full_width():
+        kernel = "flat"
     assert kernel_for(suite_params(layer)) == kernel
 
 
@@ -482,8 +488,8 @@ import json, sys, time
 import numpy as np
 import cnnkern as ck
 from cnnkern.backends.numba import (depthwise, depthwise_blocks, depthwise_flat,
-                                    depthwise_planes, direct, im2col_blocks,
-                                    implicit_gemm, winograd)
+                                    depthwise_planes, depthwise_slide, direct,
+                                    im2col_blocks, implicit_gemm, winograd)
 plan_for = winograd.plan_for
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 8, 3, 3)).astype(np.float32)
@@ -499,6 +505,8 @@ depthwise.kernel_for = lambda p: "blocks"
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
 depthwise.kernel_for = lambda p: "flat"
 ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
+depthwise.kernel_for = lambda p: "slide"
+ck.conv2d(x, w[:, :1], padding=1, groups=8, algo="depthwise")
 ck.conv2d(x, w, padding=1, algo="im2col_blocks")
 ck.conv2d(x, w, padding=1, algo="implicit_gemm")
 first = time.perf_counter() - t0
@@ -506,7 +514,8 @@ stats = [direct._conv_kernel.stats, winograd._winograd_kernel.stats,
          winograd._channel_stage.stats, depthwise._depthwise_rows.stats,
          depthwise_planes._planes_kernel.stats, im2col_blocks._blocks_kernel.stats,
          depthwise_blocks._blocks_taps.stats, depthwise_flat._flat_kernel.stats,
-         implicit_gemm._kernel.stats, implicit_gemm._pack.stats]
+         implicit_gemm._kernel.stats, implicit_gemm._pack.stats,
+         depthwise_slide._slide_kernel.stats]
 print(json.dumps(dict(first=first, hits=sum(len(s.cache_hits) for s in stats),
                       misses=sum(len(s.cache_misses) for s in stats))))
 """

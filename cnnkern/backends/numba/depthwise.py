@@ -1,7 +1,9 @@
 """Depthwise convolution in Numba (groups == input channels, any channel multiplier).
 
-Five kernels; ``kernel_for`` runs the one the dispatcher's cost model rates cheapest.
-Calls at stride 1 under zero padding mostly go to ``depthwise_flat.py`` (NCHW planes,
+Six kernels; ``kernel_for`` runs the one the dispatcher's cost model rates cheapest.
+Float32 calls with kernels 7 wide and wider mostly go to ``depthwise_slide.py``
+(channels last, sums in registers under a sliding window), 3x3 ones at stride 1
+under zero padding to ``depthwise_flat.py`` (NCHW planes,
 one unrolled flat loop per kernel row), other strides and padding modes on large
 images to ``depthwise_planes.py`` (NCHW planes split by stride phase); small images
 whose weights outweigh them, where the tap-list kernel would be chosen, to
@@ -35,6 +37,7 @@ from .depthwise_blocks import applies as blocks_apply
 from .depthwise_blocks import blocks_workspace, depthwise_blocks
 from .depthwise_flat import depthwise_flat, flat_workspace
 from .depthwise_planes import depthwise_planes, planes_workspace
+from .depthwise_slide import depthwise_slide, slide_workspace
 
 
 @njit(cache=True, parallel=True)
@@ -273,7 +276,8 @@ def _images_per_chunk(p, padded: bool) -> int:
 #: (run, workspace bytes).
 NCHW_KERNELS = {"flat": (depthwise_flat, flat_workspace),
                 "planes": (depthwise_planes, planes_workspace),
-                "blocks": (depthwise_blocks, blocks_workspace)}
+                "blocks": (depthwise_blocks, blocks_workspace),
+                "slide": (depthwise_slide, slide_workspace)}
 
 
 def kernel_for(p) -> str:

@@ -1,0 +1,416 @@
+"""Depthwise convolution (one output per channel, float32) by a sliding register window:
+eight outputs of a row sum their taps in eight vector registers while the window of
+inputs (or of weights) under them slides one column per step.
+
+Written for the layers the other depthwise kernels here were slow on, small images
+under large kernels (RepLKNet's and ConvNeXt's last stages: 7x7 images under 13x13 and
+7x7 filters), where PyTorch took 0.43-0.77x their time. Those kernels keep their sums
+in memory and load an input and a weight vector per multiply-add. Here the sums of
+eight neighbouring outputs (a vector of 16 channels each) stay in registers through
+all their taps: outputs ``j .. j + 7`` under tap ``s`` read the input columns ``j + s
+.. j + s + 7``, the columns of tap ``s - 1`` moved by one, so a step loads one weight
+vector and one input column for eight multiply-adds. Where the image is narrower than
+the kernel the tile slides over the input columns instead, with a window of weights
+(``_image``): each step then is an input column that reaches the tile, not a tap,
+which skips the taps that only ever meet zero padding. It took every 7x7 and larger
+depthwise layer of the suites from the other kernels, at 1.2-4.8x their speed
+(docs/dispatch.md).
+
+A work unit is a block of up to 64 channels of a group of images. Its weights come
+channels last (16 x 16 register transposes) into rows padded with zero vectors, once
+per unit; each image's block into a padded buffer (rows copied into padding zeroed once
+under zero padding, through the padding mode's index maps otherwise). Kernel rows
+whose input row is zero padding are skipped. Stride and dilation are free along depth
+and height; along the width the window needs stride 1 and no dilation (``applies``).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from math import prod
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+from ...threads import get_num_threads
+from ._layout import depthwise_operands, index_maps, pads3, triple
+from .simd import full_width, transpose16, vfma, vload, vstore
+
+#: Outputs per register tile: 8 (8 sums + 8 window columns + a weight: 17 of 32
+#: vectors) or 4, whose windows reach less far into zero padding on narrow images.
+TILES = (8, 4)
+#: Most buffer memory a call may take (all parts).
+WORKSPACE_BYTES = 32 * 2**20
+#: Zero weights on either side of each kernel row: the window of the flipped slide
+#: starts up to 7 taps before the row and ends up to 7 after it.
+WPAD = max(TILES) - 1
+#: Widest channel block of a work unit, in lanes: its weights (169 taps of 13x13 are
+#: 43 KB at 64 lanes) and one image stay in L2.
+MAX_LANES = 64
+
+
+@njit(cache=True, inline="always")
+def _slide8(xf, x_at, wf, w_at, taps, lanes, a):
+    """``a[k] += w[s] * x[s + k]`` for ``s < taps``, ``k < 8``: the weight vectors
+    from ``w_at`` and the input columns from ``x_at``, ``lanes`` apart."""
+    a0, a1, a2, a3, a4, a5, a6, a7 = a
+    x0, x1, x2 = vload(xf, x_at), vload(xf, x_at + lanes), vload(xf, x_at + 2 * lanes)
+    x3, x4 = vload(xf, x_at + 3 * lanes), vload(xf, x_at + 4 * lanes)
+    x5, x6 = vload(xf, x_at + 5 * lanes), vload(xf, x_at + 6 * lanes)
+    at = x_at + 7 * lanes
+    for s in range(taps):
+        wv = vload(wf, w_at + s * lanes)
+        x7 = vload(xf, at + s * lanes)
+        a0 = vfma(wv, x0, a0)
+        a1 = vfma(wv, x1, a1)
+        a2 = vfma(wv, x2, a2)
+        a3 = vfma(wv, x3, a3)
+        a4 = vfma(wv, x4, a4)
+        a5 = vfma(wv, x5, a5)
+        a6 = vfma(wv, x6, a6)
+        a7 = vfma(wv, x7, a7)
+        x0, x1, x2, x3, x4, x5, x6 = x1, x2, x3, x4, x5, x6, x7
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@njit(cache=True, inline="always")
+def _slide4(xf, x_at, wf, w_at, taps, lanes, a):
+    """``_slide8`` for four outputs."""
+    a0, a1, a2, a3 = a
+    x0, x1, x2 = vload(xf, x_at), vload(xf, x_at + lanes), vload(xf, x_at + 2 * lanes)
+    at = x_at + 3 * lanes
+    for s in range(taps):
+        wv = vload(wf, w_at + s * lanes)
+        x3 = vload(xf, at + s * lanes)
+        a0 = vfma(wv, x0, a0)
+        a1 = vfma(wv, x1, a1)
+        a2 = vfma(wv, x2, a2)
+        a3 = vfma(wv, x3, a3)
+        x0, x1, x2 = x1, x2, x3
+    return a0, a1, a2, a3
+
+
+@njit(cache=True, inline="always")
+def _store_sums(ob, at, lanes, n_out, flip, a):
+    """The tile's first ``n_out`` outputs into consecutive rows of ``ob`` from ``at``;
+    ``flip``: sum ``k`` of the ``len(a)`` is output ``len(a) - 1 - k``."""
+    for k in range(len(a)):
+        j = len(a) - 1 - k if flip else k
+        if j < n_out:
+            vstore(ob, at + j * lanes, a[k])
+
+
+@njit(cache=True, inline="always")
+def _tile_sums(win, win_rows, win_at, seq, seq_rows, seq_at, m, steps, lanes, b0, ob,
+               o_at, n_out, tile, flip):
+    """The ``n_out`` outputs of a tile of ``tile`` (8 or 4) into ``ob`` from ``o_at``:
+    ``b0`` plus ``steps`` steps of the slide over each of ``m`` kernel rows, the window
+    in ``win`` from ``win_rows[r] + win_at``, the sequence in ``seq`` from
+    ``seq_rows[r] + seq_at``."""
+    if tile == 8:
+        a = (b0, b0, b0, b0, b0, b0, b0, b0)
+        for r in range(m):
+            a = _slide8(win, win_rows[r] + win_at, seq, seq_rows[r] + seq_at, steps,
+                        lanes, a)
+        _store_sums(ob, o_at, lanes, n_out, flip, a)
+    else:
+        a4 = (b0, b0, b0, b0)
+        for r in range(m):
+            a4 = _slide4(win, win_rows[r] + win_at, seq, seq_rows[r] + seq_at, steps,
+                         lanes, a4)
+        _store_sums(ob, o_at, lanes, n_out, flip, a4)
+
+
+@njit(cache=True, inline="always")
+def _to_lanes(src, row0, rows, step, cols, dst, lanes):
+    """``dst[q * lanes + c] = src[(row0 + c) * step + q]`` for ``c < rows``, ``q <
+    cols``: rows of ``src`` (channels) into lanes. Whole 16 x 16 blocks move through
+    registers (element by element, the 1024 x 169 weights of RepLKNet's dw13_s4 took
+    as long as the layer's taps); zero lanes after ``rows``."""
+    full = cols - cols % 16
+    for v in range(0, lanes, 16):
+        if v + 16 <= rows:
+            for q in range(0, full, 16):
+                transpose16(src, (row0 + v) * step + q, step, dst, q * lanes + v, lanes)
+            for q in range(full, cols):
+                for c in range(v, v + 16):
+                    dst[q * lanes + c] = src[(row0 + c) * step + q]
+        else:
+            for q in range(cols):
+                for c in range(v, v + 16):
+                    dst[q * lanes + c] = src[(row0 + c) * step + q] if c < rows else 0
+
+
+@njit(cache=True, inline="always")
+def _from_lanes(src, lanes, cols, dst, row0, rows, step):
+    """``dst[(row0 + c) * step + q] = src[q * lanes + c]`` for ``c < rows``, ``q < cols``:
+    ``_to_lanes`` backwards."""
+    full = cols - cols % 16
+    for v in range(0, rows, 16):
+        if v + 16 <= rows:
+            for q in range(0, full, 16):
+                transpose16(src, q * lanes + v, lanes, dst, (row0 + v) * step + q, step)
+            for q in range(full, cols):
+                for c in range(v, v + 16):
+                    dst[(row0 + c) * step + q] = src[q * lanes + c]
+        else:
+            for q in range(cols):
+                for c in range(v, rows):
+                    dst[(row0 + c) * step + q] = src[q * lanes + c]
+
+
+@njit(cache=True, inline="always")
+def _pad_image(stage, xb, hw, mz, my, mx):
+    """The padded block from the image's channels-last ``stage`` (position-major, as the
+    input): ``xb[a, b, e] = stage[(mz[a] * H + my[b]) * W + mx[e]]``, zeros where a map
+    is -1 and for the columns past the padded width (the last tile's window reads
+    them). Rows in zero padding are never read and not written."""
+    lanes = xb.shape[3]
+    h_, w_ = hw[1], hw[2]
+    for a in range(mz.size):
+        if mz[a] < 0:
+            continue
+        for b in range(my.size):
+            if my[b] < 0:
+                continue
+            base = (mz[a] * h_ + my[b]) * w_
+            for e in range(xb.shape[2]):
+                xe = mx[e] if e < mx.size else -1
+                if xe < 0:
+                    for c in range(lanes):
+                        xb[a, b, e, c] = 0
+                else:
+                    at = (base + xe) * lanes
+                    for c in range(lanes):
+                        xb[a, b, e, c] = stage[at + c]
+
+
+@njit(cache=True, inline="always")
+def _kernel_rows(od, oh, kd_, kh_, sd, sh, dd, dh, mz, my, width, kw_, lanes, rows_x,
+                 rows_w):
+    """The kernel rows of output row ``(od, oh)`` whose input row is not zero padding:
+    their input row's and their weights' offsets in the blocks; returns how many."""
+    m = 0
+    for kd in range(kd_):
+        z = od * sd + kd * dd
+        if mz[z] < 0:
+            continue
+        for kh in range(kh_):
+            yy = oh * sh + kh * dh
+            if my[yy] >= 0:
+                rows_x[m] = (z * my.size + yy) * width * lanes
+                rows_w[m] = (kd * kh_ + kh) * (kw_ + 2 * WPAD) * lanes
+                m += 1
+    return m
+
+
+@njit(cache=True, inline="always")
+def _pad_weights(wt, wf, rows, run):
+    """The ``rows`` kernel rows of ``run`` floats each from ``wt`` into ``wf``, which
+    has ``WPAD`` zero vectors on either side of each (unsigned indices: with signed
+    ones this copy took longer than RepLKNet's dw13_s4 computes at batch 1)."""
+    pad = np.uint64((wf.size // rows - run) // 2)
+    n = np.uint64(run)
+    for r in range(np.uint64(rows)):
+        dst = r * (n + pad + pad) + pad
+        src = r * n
+        for i in range(n):
+            wf[dst + i] = wt[src + i]
+
+
+@njit(cache=True, inline="always")
+def _copy_rows(stage, xf, shape, hw, pads):
+    """Image rows from the channels-last ``stage`` into the zero-padded block ``xf``
+    (flat, of ``shape``), whose padding is zero already: each row one contiguous run."""
+    _, hp, wp, lanes = shape
+    d_, h_, w_ = hw
+    pd, ph, pw = pads
+    run = np.uint64(w_ * lanes)
+    for z in range(d_):
+        for yy in range(h_):
+            src = np.uint64((z * h_ + yy) * w_ * lanes)
+            dst = np.uint64((((z + pd) * hp + yy + ph) * wp + pw) * lanes)
+            for i in range(run):
+                xf[dst + i] = stage[src + i]
+
+
+@njit(cache=True, inline="always")
+def _image(xf, wf, bb, of, rows_x, rows_w, mz, my, out, kd_, kh_, kw_, sd, sh, dd, dh,
+           lo, hi, width, lanes, tile):
+    """One image's block of outputs into ``of`` from its padded block ``xf`` and the
+    padded weight rows ``wf``; ``out`` is the output's (D, H, W)."""
+    od_, oh_, ow_ = out
+    for od in range(od_):
+        for oh in range(oh_):
+            m = _kernel_rows(od, oh, kd_, kh_, sd, sh, dd, dh, mz, my, width, kw_,
+                             lanes, rows_x, rows_w)
+            q0 = (od * oh_ + oh) * ow_
+            for j0 in range(0, ow_, tile):
+                n_out = min(tile, ow_ - j0)
+                # the taps whose window under the tile's outputs holds input, and the
+                # input columns the tile's outputs reach: it slides over the fewer
+                s0, s1 = max(0, lo - j0 - n_out + 1), min(kw_, hi - j0)
+                i0, i1 = max(lo, j0), min(hi, j0 + n_out - 1 + kw_)
+                m_ = m if min(s1 - s0, i1 - i0) > 0 else 0
+                o_at = (q0 + j0) * lanes
+                for v in range(0, lanes, 16):
+                    b0 = vload(bb, v)
+                    if i1 - i0 < s1 - s0:
+                        w_at = (WPAD + i0 - j0 - tile + 1) * lanes + v
+                        _tile_sums(wf, rows_w, w_at, xf, rows_x, i0 * lanes + v, m_,
+                                   i1 - i0, lanes, b0, of, o_at + v, n_out, tile, True)
+                    else:
+                        w_at = (WPAD + s0) * lanes + v
+                        _tile_sums(xf, rows_x, (j0 + s0) * lanes + v, wf, rows_w, w_at,
+                                   m_, s1 - s0, lanes, b0, of, o_at + v, n_out, tile,
+                                   False)
+
+
+@njit(cache=True, parallel=True)
+def _slide_kernel(x, w, bias, y, mz, my, mx, kd_, kh_, kw_, sd, sh, dd, dh, lo, hi,
+                  width, zero_pad, pads, lanes, groups, tile, parts):
+    """The work units, ``groups`` groups of images for every block of ``lanes``
+    channels, in ``parts`` runs of consecutive units (one set of buffers each: fresh
+    ones per unit cost more than RepLKNet's dw13_s4 at batch 1 computes).
+    ``kd_ x kh_ x kw_`` is the kernel; ``lo:hi`` the padded columns that hold input;
+    ``zero_pad``: zero padding of ``pads`` (leading, per axis), the block's padding
+    zeroed once; else the block is filled through the maps for every image."""
+    od_, oh_, ow_ = y.shape[2], y.shape[3], y.shape[4]
+    batch, chans = x.shape[0], x.shape[1]
+    blocks = -(-chans // lanes)
+    units = blocks * groups
+    taps, pixels, outs = kd_ * kh_ * kw_, x[0, 0].size, od_ * oh_ * ow_
+    wflat, xflat, yflat = w.reshape(w.size), x.reshape(x.size), y.reshape(y.size)
+    hw = (x.shape[2], x.shape[3], x.shape[4])
+    for part in prange(parts):
+        wf = np.zeros(kd_ * kh_ * (kw_ + 2 * WPAD) * lanes, dtype=np.float32)
+        stage = np.empty(max(pixels, taps) * lanes, dtype=np.float32)
+        xb = np.zeros((mz.size, my.size, width, lanes), dtype=np.float32)
+        xf = xb.reshape(xb.size)
+        of = np.empty(outs * lanes, dtype=np.float32)
+        bb = np.zeros(lanes, dtype=np.float32)
+        rows_x = np.empty(kd_ * kh_, dtype=np.int64)
+        rows_w = np.empty(kd_ * kh_, dtype=np.int64)
+        for u in range(part * units // parts, (part + 1) * units // parts):
+            blk, grp = u % blocks, u // blocks
+            c0 = blk * lanes
+            cb = min(lanes, chans - c0)
+            for c in range(lanes):
+                bb[c] = bias[c0 + c] if c < cb else 0
+            _to_lanes(wflat, c0, cb, taps, taps, stage, lanes)
+            _pad_weights(stage, wf, kd_ * kh_, kw_ * lanes)
+            for n in range(grp * batch // groups, (grp + 1) * batch // groups):
+                _to_lanes(xflat, n * chans + c0, cb, pixels, pixels, stage, lanes)
+                if zero_pad:
+                    _copy_rows(stage, xf, xb.shape, hw, pads)
+                else:
+                    _pad_image(stage, xb, hw, mz, my, mx)
+                _image(xf, wf, bb, of, rows_x, rows_w, mz, my, (od_, oh_, ow_), kd_, kh_,
+                       kw_, sd, sh, dd, dh, lo, hi, width, lanes, tile)
+                _from_lanes(of, lanes, outs, yflat, n * chans + c0, cb, outs)
+
+
+def applies(p) -> bool:
+    """float32, one output per channel, stride 1 and no dilation along the width, on a
+    host whose vector registers hold 16 lanes (elsewhere the tile spills), and buffers
+    within ``WORKSPACE_BYTES`` (a block holds a whole padded image: 16 channels of a
+    4096 x 4096 image would be 1 GiB)."""
+    return (p.dtype == np.float32 and p.out_per_group == 1 and p.stride[-1] == 1
+            and p.dilation[-1] == 1 and full_width()
+            and slide_workspace(p) <= WORKSPACE_BYTES)
+
+
+class Plan(NamedTuple):
+    lanes: int      #: channels per block
+    groups: int     #: groups of images per block
+    parts: int      #: runs of work units, one per thread at most
+    tile: int       #: outputs per register tile
+    lo: int         #: the padded columns ``lo:hi`` hold input
+    hi: int
+    width: int      #: padded block width: the last tile's window fits
+    zero_pad: bool  #: zero padding (the only rows copied are the input's)
+    pads: tuple     #: leading padding per axis
+
+
+def plan(p) -> Plan:
+    return _plan(p, get_num_threads())
+
+
+@lru_cache(maxsize=256)
+def _plan(p, threads: int) -> Plan:
+    """Cached per call shape and thread count: working it out took as long as
+    RepLKNet's dw13_s4 computes at batch 1."""
+    vectors = -(-p.in_channels // 16)
+    lanes = 16 * min(max(1, -(-vectors // threads)), MAX_LANES // 16)
+    blocks = -(-p.in_channels // lanes)
+    groups = max(1, min(p.batch, -(-2 * threads // blocks)))
+    mx = index_maps(p)[2]
+    inside = np.flatnonzero(mx >= 0)
+    lo, hi = int(inside[0]), int(inside[-1]) + 1
+    tile = min(TILES, key=lambda t: _tile_steps(p, t, lo, hi) * (t if t == 8 else 5))
+    width = -(-p.output_size[-1] // tile) * tile + p.kernel_size[-1] - 1
+    pads = tuple(int(v) for v in pads3(p))
+    return Plan(lanes, groups, min(blocks * groups, threads), tile, lo, hi, width,
+                p.has_zero_padding, pads)
+
+
+def _tile_steps(p, tile: int, lo: int, hi: int) -> int:
+    """Slide steps of one kernel row over an output row in tiles of ``tile`` (each
+    tile slides over whichever of its taps or input columns are fewer), plus a tile's
+    fixed cost (its window loads and stores) in steps; the tile with the fewest
+    multiply-adds runs (a step of tile 8 costs 8, of tile 4 four and its loads:
+    counted 5)."""
+    kw, ow = p.kernel_size[-1], p.output_size[-1]
+    steps = 0
+    for j0 in range(0, ow, tile):
+        n_out = min(tile, ow - j0)
+        taps = min(kw, hi - j0) - max(0, lo - j0 - n_out + 1)
+        cols = min(hi, j0 + n_out - 1 + kw) - max(lo, j0)
+        steps += max(0, min(taps, cols)) + 1
+    return steps
+
+
+def depthwise_slide(x, w, bias, p):
+    x3, w2, b, y = depthwise_operands(x, w, bias, p)
+    mz, my, mx = index_maps(p)
+    (sd, sh, _), (dd, dh, _) = triple(p.stride, 1), triple(p.dilation, 1)
+    pl = plan(p)
+    _slide_kernel(x3, w2, b, y, mz, my, mx, *triple(p.kernel_size, 1), sd, sh, dd, dh,
+                  pl.lo, pl.hi, pl.width, pl.zero_pad, pl.pads, pl.lanes, pl.groups,
+                  pl.tile, pl.parts)
+    return y.reshape(p.output_shape)
+
+
+def slide_workspace(p) -> int:
+    """Per part: the padded weight rows, the transpose stage, the padded image block
+    and the output block."""
+    pl = plan(p)
+    kd, kh, kw = triple(p.kernel_size, 1)
+    dp, hp, _ = triple(p.padded_size, 1)
+    pixels, outs = prod(p.input_size), prod(p.output_size)
+    return pl.parts * pl.lanes * 4 * (kd * kh * (kw + 2 * WPAD) + max(pixels, kd * kh * kw)
+                                      + dp * hp * pl.width + outs + 1)
+
+
+def features(p) -> dict:
+    """What the dispatcher's estimate charges: slide steps of a 16-channel vector
+    (weighted by the tile: 8 multiply-adds, or 4 and their loads counted 5), elements
+    moved (weights and input transposed and copied into their padded blocks, output
+    transposed back), slides started (a tile over a kernel row) and one call."""
+    pl = plan(p)
+    (kd, kh, _), (sd, sh, _), (dd, dh, _) = (triple(v, 1) for v in
+                                             (p.kernel_size, p.stride, p.dilation))
+    mz, my, _ = index_maps(p)
+    od, oh, _ = triple(p.output_size, 1)
+    rows = sum(int(np.count_nonzero(mz[o * sd + np.arange(kd) * dd] >= 0))
+               for o in range(od)) * \
+        sum(int(np.count_nonzero(my[o * sh + np.arange(kh) * dh] >= 0)) for o in range(oh))
+    blocks = -(-p.in_channels // pl.lanes)
+    vectors = p.batch * blocks * pl.lanes // 16
+    tiles = -(-p.output_size[-1] // pl.tile)
+    steps = _tile_steps(p, pl.tile, pl.lo, pl.hi) - tiles
+    chans = blocks * pl.lanes
+    return {"steps": vectors * rows * steps * (pl.tile if pl.tile == 8 else 5),
+            "copy": pl.groups * chans * 2 * p.kernel_volume +
+            p.batch * chans * (2 * prod(p.input_size) + prod(p.output_size)),
+            "loops": vectors * rows * tiles, "call": 1}
