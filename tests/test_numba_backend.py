@@ -389,6 +389,73 @@ def test_depthwise_blocks_only_where_the_weights_outweigh_the_input():
     assert not applies(mult)
 
 
+def random_slide_case(rng):
+    """A depthwise call the sliding-window kernel takes: 1-3 dimensions, stride 1 and
+    no dilation along the width (any along the others), widths of one to several
+    tiles under kernels up to 17 wide (as wide as the image or wider), 1-80
+    channels (partial and several blocks), any padding mode and amount."""
+    nd = int(rng.integers(1, 4))
+    while True:
+        size = tuple(int(v) for v in rng.integers(1, 9, nd - 1)) + \
+            (int(rng.integers(1, 30)),)
+        k = tuple(int(v) for v in rng.integers(1, 5, nd - 1)) + (int(rng.integers(1, 18)),)
+        stride = tuple(int(v) for v in rng.integers(1, 4, nd - 1)) + (1,)
+        dil = tuple(int(v) for v in rng.integers(1, 3, nd - 1)) + (1,)
+        mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
+        top = [n - 1 if mode == "reflect" else n for n in size]
+        pad = tuple(int(rng.integers(0, (t if mode != "zeros" else 9) + 1)) for t in top)
+        if all(n + 2 * q >= d * (j - 1) + 1 for n, q, d, j in zip(size, pad, dil, k)):
+            break
+    c = int(rng.integers(1, 81))
+    kw = dict(stride=stride, padding=pad, dilation=dil, groups=c, padding_mode=mode)
+    return nd, (int(rng.integers(1, 4)), c) + size, (c, 1) + k, kw
+
+
+@pytest.mark.parametrize("tiles", [(8,), (4,)])
+def test_depthwise_slide_kernel_matches_the_reference_on_random_calls(tiles, rng,
+                                                                     monkeypatch):
+    """The sliding-window kernel, forced, with each register tile, on 40 random
+    float32 calls; the output starts as NaN, so an output a tile misses shows up.
+    Both slides run: along the taps where the image is wider than the kernel, along
+    the input columns where it is narrower."""
+    from cnnkern.backends.numba import depthwise, depthwise_slide
+    monkeypatch.setattr(depthwise, "kernel_for", lambda p: "slide")
+    monkeypatch.setattr(depthwise_slide, "TILES", tiles)
+    monkeypatch.setattr(depthwise_slide, "MAX_LANES", 32)      # several blocks a call
+    depthwise_slide._plan.cache_clear()
+    flips = set()
+    for _ in range(40):
+        nd, xs, ws, kw = random_slide_case(rng)
+        x, w = rng.standard_normal(xs).astype(np.float32), \
+            rng.standard_normal(ws).astype(np.float32)
+        b = rng.standard_normal(ws[0]).astype(np.float32)
+        fn = getattr(ck, f"conv{nd}d")
+        y = fn(x, w, b, algo="depthwise", **kw)
+        ref = fn(*(a.astype(np.float64) for a in (x, w, b)), algo="direct",
+                 backend="numpy", **kw)
+        assert y.dtype == np.float32
+        assert rel_err(y, ref) < 1e-5, (xs, ws, kw)
+        flips.add(xs[-1] < ws[-1])
+    assert flips == {True, False}            # both slide directions were drawn
+    depthwise_slide._plan.cache_clear()
+
+
+def test_depthwise_slide_kernel_takes_float32_width_stride_1_one_output_per_channel():
+    from cnnkern.backends.numba.depthwise_slide import applies, full_width
+    from cnnkern.params import ConvParams
+
+    def params(dtype=np.float32, stride=1, dilation=1, mult=1):
+        return ConvParams.build("conv2d", 2, (1, 32, 9, 9), (32 * mult, 1, 5, 5),
+                                padding=2, groups=32, stride=(2, stride),
+                                dilation=(2, dilation), dtype=dtype)
+    assert applies(params()) == full_width()
+    for p in (params(np.float64), params(stride=2), params(dilation=2), params(mult=2)):
+        assert not applies(p)
+    big = ConvParams.build("conv2d", 2, (1, 1, 2048, 2048), (1, 1, 5, 5), padding=2,
+                           groups=1, dtype=np.float32)      # one 16-lane block: 256 MiB
+    assert not applies(big)
+
+
 def random_winograd_case(rng):
     """A Winograd call (3-tap kernel, stride 1) of 1 or 2 dimensions with every other
     parameter drawn: sizes, groups 1-3, channel counts that leave a remainder of the

@@ -281,10 +281,10 @@ NCHW_KERNELS = {"flat": (depthwise_flat, flat_workspace),
 
 
 def kernel_for(p) -> str:
-    """The kernel for the call by the dispatcher's cost model: ``flat``
-    (``depthwise_flat.py``), ``planes`` (``depthwise_planes.py``), ``rows`` or
-    ``taps``; ``taps`` becomes ``blocks`` (``depthwise_blocks.py``) where the weights
-    outweigh the input."""
+    """The kernel for the call by the dispatcher's cost model: ``slide``
+    (``depthwise_slide.py``), ``flat`` (``depthwise_flat.py``), ``planes``
+    (``depthwise_planes.py``), ``rows`` or ``taps``; ``taps`` becomes ``blocks``
+    (``depthwise_blocks.py``) where the weights outweigh the input."""
     from ...dispatch import depthwise_kernel
     kernel = depthwise_kernel(p, compute_dtype(p.dtype).itemsize)
     return "blocks" if kernel == "taps" and blocks_apply(p) else kernel
@@ -329,8 +329,8 @@ def depthwise(x, w, bias, p):
 
 def depthwise_workspace(p) -> int:
     """The workspace of the kernel ``kernel_for`` picks: the buffers of
-    ``depthwise_flat``, the phase buffers of ``depthwise_planes``, the blocks of
-    ``depthwise_blocks``, or the channels-last input
+    ``depthwise_slide`` or ``depthwise_flat``, the phase buffers of
+    ``depthwise_planes``, the blocks of ``depthwise_blocks``, or the channels-last input
     copy of one batch chunk and a row buffer per thread."""
     kernel = kernel_for(p)
     if kernel in NCHW_KERNELS:
