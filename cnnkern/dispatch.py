@@ -228,7 +228,7 @@ def depthwise_kernel_seconds(p: ConvParams, itemsize: int) -> Mapping[str, float
     """Seconds for each kernel of the Numba ``depthwise`` algorithm that can take the
     call: ``planes`` (NCHW planes), ``flat`` (NCHW planes at stride 1, zero padding),
     ``rows`` (channels last, 3/5/7 wide), ``taps`` (channels last, any kernel) or
-    ``slide`` (channels last, sums in registers: float32, stride 1 along the width).
+    ``slide`` (channels last, sums in registers: float32, undilated along the width).
     Cached per call shape: the estimate, the workspace and the run each ask."""
     from .backends.numba import depthwise_flat, depthwise_slide
     from .backends.numba.depthwise import uses_row_kernel

@@ -390,16 +390,16 @@ def test_depthwise_blocks_only_where_the_weights_outweigh_the_input():
 
 
 def random_slide_case(rng):
-    """A depthwise call the sliding-window kernel takes: 1-3 dimensions, stride 1 and
-    no dilation along the width (any along the others), widths of one to several
-    tiles under kernels up to 17 wide (as wide as the image or wider), 1-80
-    channels (partial and several blocks), any padding mode and amount."""
+    """A depthwise call the sliding-window kernel takes: 1-3 dimensions, no dilation
+    along the width (strides 1-3 along every axis, dilations 1-2 along the others),
+    widths of one to several tiles under kernels up to 17 wide (as wide as the image or
+    wider), 1-80 channels (partial and several blocks), any padding mode and amount."""
     nd = int(rng.integers(1, 4))
     while True:
         size = tuple(int(v) for v in rng.integers(1, 9, nd - 1)) + \
             (int(rng.integers(1, 30)),)
         k = tuple(int(v) for v in rng.integers(1, 5, nd - 1)) + (int(rng.integers(1, 18)),)
-        stride = tuple(int(v) for v in rng.integers(1, 4, nd - 1)) + (1,)
+        stride = tuple(int(v) for v in rng.integers(1, 4, nd))
         dil = tuple(int(v) for v in rng.integers(1, 3, nd - 1)) + (1,)
         mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
         top = [n - 1 if mode == "reflect" else n for n in size]
@@ -440,7 +440,7 @@ def test_depthwise_slide_kernel_matches_the_reference_on_random_calls(tiles, rng
     depthwise_slide._plan.cache_clear()
 
 
-def test_depthwise_slide_kernel_takes_float32_width_stride_1_one_output_per_channel():
+def test_depthwise_slide_kernel_takes_float32_undilated_width_one_output_per_channel():
     from cnnkern.backends.numba.depthwise_slide import applies, full_width
     from cnnkern.params import ConvParams
 
@@ -448,9 +448,9 @@ def test_depthwise_slide_kernel_takes_float32_width_stride_1_one_output_per_chan
         return ConvParams.build("conv2d", 2, (1, 32, 9, 9), (32 * mult, 1, 5, 5),
                                 padding=2, groups=32, stride=(2, stride),
                                 dilation=(2, dilation), dtype=dtype)
-    assert applies(params()) == full_width()
-    for p in (params(np.float64), params(stride=2), params(dilation=2), params(mult=2)):
-        assert not applies(p)
+    assert applies(params()) == applies(params(stride=2)) == full_width()
+    for p in (params(np.float64), params(dilation=2), params(mult=2), params(stride=3)):
+        assert not applies(p)                   # stride 3: a 5-wide kernel's one-tap phase
     big = ConvParams.build("conv2d", 2, (1, 1, 2048, 2048), (1, 1, 5, 5), padding=2,
                            groups=1, dtype=np.float32)      # one 16-lane block: 256 MiB
     assert not applies(big)
