@@ -32,10 +32,11 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
 from ...threads import get_num_threads
 from ._layout import depthwise_operands, index_maps, pads3, triple
-from .simd import full_width, transpose16, vfma, vload, vstore
+from .simd import from_lanes, full_width, to_lanes, vfma, vload, vstore
 
 #: Outputs per register tile: 8 (8 sums + 8 window columns + a weight: 17 of 32
 #: vectors) or 4, whose windows reach less far into zero padding on narrow images.
@@ -91,14 +92,14 @@ def _slide4(xf, x_at, wf, w_at, taps, lanes, a):
     return a0, a1, a2, a3
 
 
-@njit(cache=True, inline="always")
-def _rev8(a):
-    return a[7], a[6], a[5], a[4], a[3], a[2], a[1], a[0]
+def _slide(xf, x_at, wf, w_at, taps, lanes, a):
+    """``_slide8`` or ``_slide4``, by the number of sums in ``a``."""
+    raise NotImplementedError("called from Numba code only")
 
 
-@njit(cache=True, inline="always")
-def _rev4(a):
-    return a[3], a[2], a[1], a[0]
+@overload(_slide, jit_options={"cache": True})
+def _slide_typed(xf, x_at, wf, w_at, taps, lanes, a):
+    return {8: _slide8, 4: _slide4}[len(a)].py_func
 
 
 @njit(cache=True, inline="always")
@@ -112,95 +113,35 @@ def _phase_ranges(j0, n_out, k_e, lo_e, hi_e):
 
 
 @njit(cache=True, inline="always")
-def _tile_sums(xf, wf, rows_x, rows_w, m, j0, n_out, tile, ks, los, his, x_ph, w_ph,
-               lanes, v, b0, ob, o_at):
+def _phase_sums(a, xf, wf, rows_x, rows_w, m, j0, n_out, ks, los, his, x_ph, w_ph, lanes,
+                v, ob, o_at):
     """Outputs ``j0 .. j0 + n_out - 1`` of a row, lanes ``v .. v + 15``, into ``ob``
-    from ``o_at`` (``lanes`` apart): ``b0`` plus, for each column phase ``e`` (``ks[e]``
-    taps, input in its columns ``los[e]:his[e]``; ``x_ph`` and ``w_ph`` apart in the
-    blocks), the slides over each of the ``m`` kernel rows. Each phase slides over
-    whichever of its taps or input columns are fewer; the slide over the columns
-    (a window of weights) takes the sums in reverse order."""
-    if tile == 8:
-        a = (b0, b0, b0, b0, b0, b0, b0, b0)
-        for e in range(ks.size):
-            s0, s1, i0, i1 = _phase_ranges(j0, n_out, ks[e], los[e], his[e])
-            if min(s1 - s0, i1 - i0) <= 0:
-                continue
-            if i1 - i0 < s1 - s0:
-                a = _rev8(a)
-                w_at = e * w_ph + (WPAD + i0 - j0 - 7) * lanes + v
-                for r in range(m):
-                    a = _slide8(wf, rows_w[r] + w_at, xf,
-                                rows_x[r] + e * x_ph + i0 * lanes + v, i1 - i0, lanes, a)
-                a = _rev8(a)
-            else:
-                x_at = e * x_ph + (j0 + s0) * lanes + v
-                for r in range(m):
-                    a = _slide8(xf, rows_x[r] + x_at, wf,
-                                rows_w[r] + e * w_ph + (WPAD + s0) * lanes + v, s1 - s0,
-                                lanes, a)
-        for k in range(n_out):
-            vstore(ob, o_at + k * lanes, a[k])
-    else:
-        a4 = (b0, b0, b0, b0)
-        for e in range(ks.size):
-            s0, s1, i0, i1 = _phase_ranges(j0, n_out, ks[e], los[e], his[e])
-            if min(s1 - s0, i1 - i0) <= 0:
-                continue
-            if i1 - i0 < s1 - s0:
-                a4 = _rev4(a4)
-                w_at = e * w_ph + (WPAD + i0 - j0 - 3) * lanes + v
-                for r in range(m):
-                    a4 = _slide4(wf, rows_w[r] + w_at, xf,
-                                 rows_x[r] + e * x_ph + i0 * lanes + v, i1 - i0, lanes,
-                                 a4)
-                a4 = _rev4(a4)
-            else:
-                x_at = e * x_ph + (j0 + s0) * lanes + v
-                for r in range(m):
-                    a4 = _slide4(xf, rows_x[r] + x_at, wf,
-                                 rows_w[r] + e * w_ph + (WPAD + s0) * lanes + v, s1 - s0,
-                                 lanes, a4)
-        for k in range(n_out):
-            vstore(ob, o_at + k * lanes, a4[k])
-
-
-@njit(cache=True, inline="always")
-def _to_lanes(src, row0, rows, step, cols, dst, lanes):
-    """``dst[q * lanes + c] = src[(row0 + c) * step + q]`` for ``c < rows``, ``q <
-    cols``: rows of ``src`` (channels) into lanes. Whole 16 x 16 blocks move through
-    registers (element by element, the 1024 x 169 weights of RepLKNet's dw13_s4 took
-    as long as the layer's taps); zero lanes after ``rows``."""
-    full = cols - cols % 16
-    for v in range(0, lanes, 16):
-        if v + 16 <= rows:
-            for q in range(0, full, 16):
-                transpose16(src, (row0 + v) * step + q, step, dst, q * lanes + v, lanes)
-            for q in range(full, cols):
-                for c in range(v, v + 16):
-                    dst[q * lanes + c] = src[(row0 + c) * step + q]
+    from ``o_at`` (``lanes`` apart): the sums ``a`` (a tile of 8 or 4, starting at the
+    bias) plus, for each column phase ``e`` (``ks[e]`` taps, input in its columns
+    ``los[e]:his[e]``; ``x_ph`` and ``w_ph`` apart in the blocks), the slides over each
+    of the ``m`` kernel rows. Each phase slides over whichever of its taps or input
+    columns are fewer; the slide over the columns (a window of weights) takes the sums
+    in reverse order."""
+    last = len(a) - 1
+    for e in range(ks.size):
+        s0, s1, i0, i1 = _phase_ranges(j0, n_out, ks[e], los[e], his[e])
+        if min(s1 - s0, i1 - i0) <= 0:
+            continue
+        if i1 - i0 < s1 - s0:
+            a = a[::-1]
+            w_at = e * w_ph + (WPAD + i0 - j0 - last) * lanes + v
+            for r in range(m):
+                a = _slide(wf, rows_w[r] + w_at, xf, rows_x[r] + e * x_ph + i0 * lanes + v,
+                           i1 - i0, lanes, a)
+            a = a[::-1]
         else:
-            for q in range(cols):
-                for c in range(v, v + 16):
-                    dst[q * lanes + c] = src[(row0 + c) * step + q] if c < rows else 0
-
-
-@njit(cache=True, inline="always")
-def _from_lanes(src, lanes, cols, dst, row0, rows, step):
-    """``dst[(row0 + c) * step + q] = src[q * lanes + c]`` for ``c < rows``, ``q < cols``:
-    ``_to_lanes`` backwards."""
-    full = cols - cols % 16
-    for v in range(0, rows, 16):
-        if v + 16 <= rows:
-            for q in range(0, full, 16):
-                transpose16(src, q * lanes + v, lanes, dst, (row0 + v) * step + q, step)
-            for q in range(full, cols):
-                for c in range(v, v + 16):
-                    dst[(row0 + c) * step + q] = src[q * lanes + c]
-        else:
-            for q in range(cols):
-                for c in range(v, rows):
-                    dst[(row0 + c) * step + q] = src[q * lanes + c]
+            x_at = e * x_ph + (j0 + s0) * lanes + v
+            for r in range(m):
+                a = _slide(xf, rows_x[r] + x_at, wf,
+                           rows_w[r] + e * w_ph + (WPAD + s0) * lanes + v, s1 - s0, lanes,
+                           a)
+    for k in range(n_out):
+        vstore(ob, o_at + k * lanes, a[k])
 
 
 @njit(cache=True, inline="always")
@@ -315,9 +256,15 @@ def _image(xf, wf, bb, of, rows_x, rows_w, mz, my, out, kd_, kh_, sd, sh, dd, dh
             for j0 in range(0, ow_, tile):
                 n_out = min(tile, ow_ - j0)
                 for v in range(0, lanes, 16):
-                    _tile_sums(xf, wf, rows_x, rows_w, m, j0, n_out, tile, ks, los, his,
-                               x_ph, w_ph, lanes, v, vload(bb, v), of,
-                               (q0 + j0) * lanes + v)
+                    b0 = vload(bb, v)
+                    o_at = (q0 + j0) * lanes + v
+                    if tile == 8:
+                        _phase_sums((b0, b0, b0, b0, b0, b0, b0, b0), xf, wf, rows_x,
+                                    rows_w, m, j0, n_out, ks, los, his, x_ph, w_ph,
+                                    lanes, v, of, o_at)
+                    else:
+                        _phase_sums((b0, b0, b0, b0), xf, wf, rows_x, rows_w, m, j0,
+                                    n_out, ks, los, his, x_ph, w_ph, lanes, v, of, o_at)
 
 
 @njit(cache=True, parallel=True)
@@ -355,17 +302,18 @@ def _slide_kernel(x, w, bias, y, mz, my, mx, kd_, kh_, kw_, sd, sh, dd, dh, ks, 
             cb = min(lanes, chans - c0)
             for c in range(lanes):
                 bb[c] = bias[c0 + c] if c < cb else 0
-            _to_lanes(wflat, c0, cb, taps, taps, stage, lanes)
+            to_lanes(wflat, c0 * taps, taps, cb, taps, stage, 0, lanes)
             _pad_weights(stage, wf, kd_ * kh_, kw_, ks, lanes)
             for n in range(grp * batch // groups, (grp + 1) * batch // groups):
-                _to_lanes(xflat, n * chans + c0, cb, pixels, pixels, stage, lanes)
+                to_lanes(xflat, (n * chans + c0) * pixels, pixels, cb, pixels, stage, 0,
+                         lanes)
                 if zero_pad:
                     _copy_rows(stage, xf, xb.shape, hw, pads)
                 else:
                     _pad_image(stage, xb, hw, mz, my, mx)
                 _image(xf, wf, bb, of, rows_x, rows_w, mz, my, (od_, oh_, ow_), kd_, kh_,
                        sd, sh, dd, dh, ks, los, his, x_ph, w_ph, lanes, tile)
-                _from_lanes(of, lanes, outs, yflat, n * chans + c0, cb, outs)
+                from_lanes(of, 0, lanes, cb, outs, yflat, (n * chans + c0) * outs, outs)
 
 
 def applies(p) -> bool:

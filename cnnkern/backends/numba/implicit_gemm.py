@@ -26,7 +26,7 @@ from ...threads import get_num_threads
 from ..numpy._common import alloc, finish, pad_input
 from ._layout import as3d, compute_dtype, sync_numba, triple
 from .register_tiles import tile32, tile64
-from .simd import transpose16
+from .simd import from_lanes, to_lanes
 
 #: Output positions of a block: its sums (positions x 64 x 4 bytes, 50 KiB at most)
 #: stay in the core's L2 until they are written out.
@@ -50,19 +50,6 @@ def _bases(bs, p0, npos, n_off, out_hw, ow_, in_hw, wi, stride):
                 od += 1
     for i in range(npos, bs.size):
         bs[i] = bs[npos - 1]
-
-
-@njit(cache=True, inline="always")
-def _write(buf, lanes, yf, y_at, out_vol, jn, npos):
-    """``buf`` (positions x lanes) into ``jn`` output planes starting at ``yf[y_at]``:
-    16 x 16 blocks transposed in registers, the edges element by element."""
-    pv, jv = npos // 16 * 16, jn // 16 * 16
-    for j0 in range(0, jv, 16):
-        for i0 in range(0, pv, 16):
-            transpose16(buf, i0 * lanes + j0, lanes, yf, y_at + j0 * out_vol + i0, out_vol)
-    for j in range(jn):
-        for i in range(pv if j < jv else 0, npos):
-            yf[y_at + j * out_vol + i] = buf[i * lanes + j]
 
 
 @njit(cache=True, parallel=True)
@@ -95,32 +82,23 @@ def _kernel(xf, wp, y, offs, in_shape, out_shape, stride, per, mr):
             else:
                 tile32(xf, wp, w_at, offs, kk, bs[t:], buf, t * lanes)
         oc0 = g * ocg + blk * lanes
-        _write(buf, lanes, yf, (n * oc_ + oc0) * out_vol + p0, out_vol,
-               min(lanes, ocg - blk * lanes), npos)
+        from_lanes(buf, 0, lanes, min(lanes, ocg - blk * lanes), npos, yf,
+                   (n * oc_ + oc0) * out_vol + p0, out_vol)
 
 
 @njit(cache=True, parallel=True)
 def _pack(w3, wp):
-    """``wp[g, b, k, j] = w3[g, b * lanes + j, k]``, zero past the last channel: 16 x 16
-    blocks transposed in registers, the edges element by element."""
+    """``wp[g, b, k, j] = w3[g, b * lanes + j, k]``, zero past the last channel
+    (``simd.to_lanes``), in chunks of 256 ``k``."""
     g_, nb, kk, lanes = wp.shape
     ocg = w3.shape[1]
+    w3f, wpf = w3.reshape(w3.size), wp.reshape(wp.size)
     chunks = (kk + 255) // 256
     for u in prange(g_ * nb * chunks):
         g, b, c = u // (nb * chunks), (u // chunks) % nb, u % chunks
         k0, k1 = c * 256, min(c * 256 + 256, kk)
-        for j0 in range(0, lanes, 16):
-            oc0 = b * lanes + j0
-            k = k0
-            if oc0 + 16 <= ocg:
-                while k + 16 <= k1:
-                    transpose16(w3, (g * ocg + oc0) * kk + k, kk,
-                                wp, ((g * nb + b) * kk + k) * lanes + j0, lanes)
-                    k += 16
-            for j in range(j0, j0 + 16):
-                oc = b * lanes + j
-                for kt in range(k, k1):
-                    wp[g, b, kt, j] = w3[g, oc, kt] if oc < ocg else 0.0
+        to_lanes(w3f, (g * ocg + b * lanes) * kk + k0, kk, min(lanes, ocg - b * lanes),
+                 k1 - k0, wpf, ((g * nb + b) * kk + k0) * lanes, lanes)
 
 
 def lanes(p) -> int:

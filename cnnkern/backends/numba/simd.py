@@ -1,5 +1,6 @@
 """Explicit SIMD for Numba kernels: a 16-lane float32 vector type and the few operations
-a register-blocked GEMM needs, each lowered to one LLVM vector instruction.
+a register-blocked GEMM needs, each lowered to one LLVM vector instruction, and the
+copies between channel rows and channels-last lanes built on its 16 x 16 transpose.
 
 Why not leave it to LLVM's auto-vectorizer: it vectorizes one innermost loop, so a
 micro-kernel that keeps a 6 x 64 block of sums in registers across the reduction loop
@@ -19,7 +20,7 @@ from functools import lru_cache
 
 import llvmlite.ir as ir
 from llvmlite import binding
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, models, register_model
@@ -169,3 +170,37 @@ def transpose16(typingctx, src, src_at, src_step, dst, dst_at, dst_step):
                                            at(dst_at, dst_step, j)), align=4)
         return context.get_dummy_value()
     return types.none(src, src_at, src_step, dst, dst_at, dst_step), codegen
+
+
+@njit(cache=True, inline="always")
+def to_lanes(src, src_at, step, rows, cols, dst, dst_at, lanes):
+    """``dst[dst_at + q * lanes + c] = src[src_at + c * step + q]`` for ``q < cols`` and
+    ``c < rows``, zero for ``rows <= c < lanes``: ``rows`` rows of ``src`` (channels)
+    into lanes (channels last). Whole 16 x 16 blocks go through registers, the edges
+    element by element (element by element throughout, the 1024 x 169 weights of
+    RepLKNet's dw13_s4 took as long as the layer's taps)."""
+    full = cols - cols % 16
+    for v in range(0, lanes, 16):
+        q0 = 0
+        if v + 16 <= rows:
+            for q in range(0, full, 16):
+                transpose16(src, src_at + v * step + q, step, dst, dst_at + q * lanes + v,
+                            lanes)
+            q0 = full
+        for q in range(q0, cols):
+            for c in range(v, v + 16):
+                dst[dst_at + q * lanes + c] = src[src_at + c * step + q] if c < rows else 0
+
+
+@njit(cache=True, inline="always")
+def from_lanes(src, src_at, lanes, rows, cols, dst, dst_at, step):
+    """``dst[dst_at + c * step + q] = src[src_at + q * lanes + c]`` for ``c < rows`` and
+    ``q < cols``: ``to_lanes`` backwards, each output row written along its run."""
+    pv, jv = cols // 16 * 16, rows // 16 * 16
+    for j0 in range(0, jv, 16):
+        for i0 in range(0, pv, 16):
+            transpose16(src, src_at + i0 * lanes + j0, lanes, dst, dst_at + j0 * step + i0,
+                        step)
+    for j in range(rows):
+        for i in range(pv if j < jv else 0, cols):
+            dst[dst_at + j * step + i] = src[src_at + i * lanes + j]
