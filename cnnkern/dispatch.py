@@ -165,6 +165,14 @@ NUMBA_RATES = {
     "im2col_copy": 7.45e9,   # bytes/s of column copies
     "im2col_strided": 4.12e9,  # ... where the last axis is strided (element by element)
     "im2col_call": 3.82e-5,  # seconds of fixed cost per call
+    # FFT (the NumPy code), fitted to its times on 100 random 1-3-D shapes and on the
+    # suite layers where it came within 20x of the fastest algorithm (batch 1 and 8,
+    # four runs of 2026-11-23/24; benchmarks/fft_fit.py, features fft.features; an
+    # N log N term fitted to no weight: the spectra's bytes set the time)
+    "fft_bytes": 1.49e9,     # bytes/s of spectra made and read (transforms, products)
+    "fft_transforms": 5.32e7,  # transforms/s (each one's fixed cost)
+    "fft_cgemm": 8.77e9,     # complex FLOP/s of the per-frequency channel reduction
+    "fft_call": 9.4e-5,      # seconds of fixed cost per call
     # im2col's column layouts (the copies alone, 2026-11-23, 2-core EPYC, batch 1):
     "windows_bytes": 5.2e10,  # bytes/s of columns copied tap by tap
     "windows_runs": 2.0e8,    # output rows copied per second (short rows cost more)
@@ -390,6 +398,11 @@ def _estimate_numba(name: str, p: ConvParams, itemsize: int) -> Optional[float]:
             rate["igemm_call"]
     if name.startswith("winograd_"):
         return min(winograd_plan_seconds(p, winograd_m(name), get_num_threads()).values())
+    if name == "fft":
+        from .backends.numpy.fft import features
+        f = features(p)
+        return f["spectra"] / rate["fft_bytes"] + f["transforms"] / rate["fft_transforms"] \
+            + f["reduce"] / rate["fft_cgemm"] * scale + rate["fft_call"]
     if name == "tap_gemm":
         return rate["blocks_caution"] * tap_gemm_seconds(
             p, rate["tap_gemm"], rate["tap_weights"], rate["tap_cols"], rate["tap_adds"],

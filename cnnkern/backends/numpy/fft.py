@@ -78,6 +78,21 @@ def workspace_bytes(p, chunk_bytes: int = CHUNK_BYTES) -> int:
     return w_bytes + step
 
 
+def features(p) -> dict:
+    """What the call does, for the cost model: bytes of the spectra it makes and reads
+    (the weights', the images' and the products', complex at the compute precision),
+    the number of transforms (forward and inverse, one per channel each), and the
+    complex FLOPs of the per-frequency channel reduction (a matrix product where a
+    group has several input channels; with one, the broadcast product is in the
+    bytes)."""
+    shape = _fft_shape(p)
+    spec = _n_bins(shape) * 2 * compute_dtype(p.dtype).itemsize
+    n, cig = p.batch, p.in_per_group
+    spectra = p.out_channels * cig + n * p.in_channels + n * p.out_channels
+    return dict(spectra=spectra * spec, transforms=spectra,
+                reduce=8 * n * p.out_channels * cig * _n_bins(shape) if cig > 1 else 0)
+
+
 def spread_kernel(w, dilation):
     """Insert ``dilation - 1`` zeros between kernel taps."""
     if all(d == 1 for d in dilation):
