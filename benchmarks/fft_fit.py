@@ -53,6 +53,8 @@ def measure(seed, count, path):
     import torch
     import cnnkern as ck
     from cnnkern.backends.numpy import fft
+    from cnnkern.bench.runner import COOL_DOWN_S
+    from cnnkern.timing import cpu_times
     torch.set_num_threads(ck.get_num_threads())
     rng = np.random.default_rng(seed)
     rows = []
@@ -70,13 +72,8 @@ def measure(seed, count, path):
         err = np.linalg.norm(fn() - exact) / np.linalg.norm(exact)
         if not err < 1e-4:
             raise AssertionError(f"{xs} {ws}: rel err {err:.1e}")
-        time.sleep(0.15)
-        fn()
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+        time.sleep(COOL_DOWN_S)
+        times = cpu_times(fn, 5, warmup=1)
         rows.append(dict(input_shape=xs, weight_shape=ws, stride=stride, padding=padding,
                          groups=groups, seconds=min(times)))
         print(xs, ws, stride, padding, groups, f"{min(times) * 1e3:.3f} ms", flush=True)

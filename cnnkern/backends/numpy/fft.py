@@ -85,12 +85,12 @@ def features(p) -> dict:
     complex FLOPs of the per-frequency channel reduction (a matrix product where a
     group has several input channels; with one, the broadcast product is in the
     bytes)."""
-    shape = _fft_shape(p)
-    spec = _n_bins(shape) * 2 * compute_dtype(p.dtype).itemsize
+    bins = _n_bins(_fft_shape(p))
     n, cig = p.batch, p.in_per_group
     spectra = p.out_channels * cig + n * p.in_channels + n * p.out_channels
-    return dict(spectra=spectra * spec, transforms=spectra,
-                reduce=8 * n * p.out_channels * cig * _n_bins(shape) if cig > 1 else 0)
+    return dict(spectra=spectra * bins * 2 * compute_dtype(p.dtype).itemsize,
+                transforms=spectra,
+                reduce=8 * n * p.out_channels * cig * bins if cig > 1 else 0)
 
 
 def spread_kernel(w, dilation):
